@@ -1,0 +1,1 @@
+"""The Data Platform: the Lance lake and supervised user-script tasks, behind a REST API."""

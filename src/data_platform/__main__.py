@@ -1,0 +1,19 @@
+"""``python -m data_platform``: serve the Data Platform with settings from the environment."""
+
+from __future__ import annotations
+
+import logging
+
+from data_platform.app import create_app
+from data_platform.settings import DataPlatformSettings
+from lakekit.http import serve
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = DataPlatformSettings()
+    serve(create_app(settings), settings.host, settings.port)
+
+
+if __name__ == "__main__":
+    main()

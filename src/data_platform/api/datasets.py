@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from data_platform.api.deps import LakeDep
+from data_platform.records import Dataset, DatasetVersion
+
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+
+
+@router.get("", response_model=list[Dataset])
+def list_datasets(lake: LakeDep) -> list[Dataset]:
+    """List the datasets in the lake."""
+    return lake.list_datasets()
+
+
+@router.get("/{dataset_id}", response_model=Dataset)
+def get_dataset(dataset_id: str, lake: LakeDep) -> Dataset:
+    """One dataset: path, schema, rows, size, Lance version."""
+    return lake.get_dataset(dataset_id)
+
+
+@router.get("/{dataset_id}/versions", response_model=list[DatasetVersion])
+def list_versions(dataset_id: str, lake: LakeDep) -> list[DatasetVersion]:
+    """The dataset's Lance versions, oldest first."""
+    return lake.dataset_versions(dataset_id)
+
+
+@router.delete("/{dataset_id}", status_code=204)
+def delete_dataset(dataset_id: str, lake: LakeDep) -> Response:
+    """Delete a dataset and all its versions."""
+    lake.delete_dataset(dataset_id)
+    return Response(status_code=204)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from data_platform.api.deps import LakeDep
+from data_platform.records import Model
+
+router = APIRouter(prefix="/api/v1/models", tags=["models"])
+
+
+@router.get("", response_model=list[Model])
+def list_models(lake: LakeDep) -> list[Model]:
+    """List the models in the lake."""
+    return lake.list_models()
+
+
+@router.get("/{model_id}", response_model=Model)
+def get_model(model_id: str, lake: LakeDep) -> Model:
+    """One model: metrics, params, history, source dataset version, weight size."""
+    return lake.get_model(model_id)
+
+
+@router.delete("/{model_id}", status_code=204)
+def delete_model(model_id: str, lake: LakeDep) -> Response:
+    """Delete a model and all its versions."""
+    lake.delete_model(model_id)
+    return Response(status_code=204)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from data_platform.api.deps import Manager
+from data_platform.records import Task, TaskCreate, TaskStatus
+from lakekit.ids import NAME_PATTERN
+
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+
+
+@router.post("", response_model=Task, status_code=201)
+def submit_task(req: TaskCreate, manager: Manager) -> Task:
+    """Submit a script to run as a task; it starts when a slot is free."""
+    return manager.submit(req)
+
+
+@router.get("", response_model=list[Task])
+def list_tasks(
+    manager: Manager,
+    status: TaskStatus | None = None,
+    kind: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    limit: Annotated[int | None, Query(ge=1, le=10000)] = None,
+) -> list[Task]:
+    """List tasks, newest first."""
+    return manager.list(status=status, kind=kind, name=name, limit=limit)
+
+
+@router.get("/{task_id}", response_model=Task)
+def get_task(task_id: str, manager: Manager) -> Task:
+    """One task with its status, result or error, and progress."""
+    return manager.get(task_id)
+
+
+@router.post("/{task_id}/cancel", response_model=Task)
+def cancel_task(task_id: str, manager: Manager) -> Task:
+    """Cancel a task; 409 TASK_ALREADY_FINISHED if it already ended."""
+    return manager.cancel(task_id)
+
+
+@router.get("/{task_id}/logs", response_class=PlainTextResponse)
+def task_logs(
+    task_id: str,
+    manager: Manager,
+    tail: Annotated[int | None, Query(ge=0, le=100000)] = None,
+) -> str:
+    """The task's combined stdout and stderr (``?tail=N`` for the last N lines)."""
+    return manager.logs(task_id, tail)

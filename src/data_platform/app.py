@@ -1,0 +1,61 @@
+"""The Data Platform's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from data_platform.api import datasets, models, tasks
+from data_platform.executor import Executor, LocalExecutor
+from data_platform.manager import TaskManager
+from data_platform.settings import DataPlatformSettings
+from data_platform.store import Lake
+from lakekit.http import Guard, install_error_handlers
+
+
+def make_executor(settings: DataPlatformSettings) -> Executor:
+    if settings.runtime == "ray":
+        from data_platform.ray_executor import RayExecutor  # Ray is an optional extra
+
+        return RayExecutor(settings)
+    return LocalExecutor()
+
+
+def create_app(settings: DataPlatformSettings | None = None) -> FastAPI:
+    """Build the app; the lake is opened and tasks recovered when it starts serving."""
+    settings = settings or DataPlatformSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lake = Lake(settings.lake_root)
+        manager = TaskManager(settings, lake, make_executor(settings))
+        manager.start()  # recovery finishes before the first request is served
+        app.state.lake, app.state.manager = lake, manager
+        try:
+            yield
+        finally:
+            manager.close()
+
+    app = FastAPI(
+        title="Data Platform",
+        version="0.1.0",
+        description="Lance data lake and supervised user-script tasks.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(datasets.router)
+    app.include_router(models.router)
+    app.include_router(tasks.router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness: answers without an API key."""
+        return {"status": "ok", "service": "data-platform", "runtime": settings.runtime}
+
+    app.add_middleware(
+        Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes
+    )
+    return app

@@ -1,0 +1,48 @@
+"""Data Platform settings: environment variables with the ``DP_`` prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DataPlatformSettings(BaseSettings):
+    """Every knob of the Data Platform; built once and passed to ``create_app``."""
+
+    model_config = SettingsConfigDict(env_prefix="DP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8001
+    lake_root: Path = Field(Path("./lance_storage"), description="Root of the Lance lake.")
+    scripts_root: Path = Field(Path("./scripts"), description="Only scripts under it can run.")
+    data_root: Path = Field(
+        Path("./data"), description="Raw inputs (a task input that is not a lake name) live here."
+    )
+    runtime: Literal["local", "ray"] = Field("local", description="Level 1 local or Level 2 Ray.")
+    ray_address: str | None = Field(None, description="Join this Ray cluster; else start one.")
+    daft_runner: Literal["native", "ray"] = Field(
+        "native", description="Daft runner set in each task's process before the script runs."
+    )
+    max_concurrent_tasks: int = Field(1, ge=1, description="Level 1 runs one task at a time.")
+    cancel_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL delay.")
+    task_timeout_seconds: float | None = Field(None, gt=0, description="Optional time limit.")
+    task_memory_mb: int | None = Field(None, gt=0, description="Optional address-space limit.")
+    log_max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Per-task log cap.")
+    api_key: str | None = Field(None, description="When set, requests need 'Bearer <key>'.")
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body.")
+    compact_every_commits: int = Field(200, ge=1, description="Compact task records this often.")
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.lake_root / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.lake_root / "models"
+
+    @property
+    def system_dir(self) -> Path:
+        return self.lake_root / "_system"

@@ -1,0 +1,230 @@
+"""The lake: the only code of the Data Platform that touches Lance.
+
+Layout under the lake root::
+
+    datasets/{id}.lance     one Lance dataset per dataset
+    models/{id}.lance       one Lance dataset per model (see lakekit.modelrec)
+    _system/tasks.lance     task records
+    _system/logs/{id}.log   task logs (plain text, for tailing)
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lance
+import pyarrow as pa
+
+from data_platform.records import Dataset, DatasetVersion, Model, Task
+from lakekit.errors import DatasetNotFound, InvalidRequest, ModelNotFound, NotFound
+from lakekit.ids import check_name
+from lakekit.recordstore import RecordTable
+
+KINDS = ("datasets", "models")
+
+
+class Lake:
+    """Datasets, models and task records under one root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        for sub in (*KINDS, "_system/logs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.tasks = RecordTable(self.root / "_system" / "tasks.lance")
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def path_of(self, kind: str, name: str) -> Path:
+        """The Lance path of ``datasets/NAME`` or ``models/NAME`` (names validated)."""
+        if kind not in KINDS:
+            raise InvalidRequest(f"unknown lake kind {kind!r}: use 'datasets' or 'models'")
+        return self.root / kind / f"{check_name(name, kind[:-1] + ' id')}.lance"
+
+    def parse_ref(self, ref: str) -> tuple[str, str] | None:
+        """Split ``datasets/NAME`` into its kind and name; None if it is not a lake reference."""
+        kind, sep, name = ref.strip().strip("/").partition("/")
+        if sep and kind in KINDS:
+            check_name(name, kind[:-1] + " id")
+            return kind, name
+        return None
+
+    def log_path(self, task_id: str) -> Path:
+        return self.root / "_system" / "logs" / f"{check_name(task_id, 'task id')}.log"
+
+    # -- datasets ------------------------------------------------------------------------
+
+    def list_datasets(self) -> list[Dataset]:
+        return [d for d in self._scan("datasets", self._describe_dataset) if d is not None]
+
+    def get_dataset(self, name: str) -> Dataset:
+        ds = self._open("datasets", name, DatasetNotFound)
+        return self._describe_dataset(name, ds)
+
+    def dataset_versions(self, name: str) -> list[DatasetVersion]:
+        ds = self._open("datasets", name, DatasetNotFound)
+        return [
+            DatasetVersion(
+                version=v["version"],
+                timestamp=_utc(v.get("timestamp")),
+                num_rows=_int_or_none(v.get("metadata", {}).get("total_rows")),
+            )
+            for v in ds.versions()
+        ]
+
+    def delete_dataset(self, name: str) -> None:
+        self._open("datasets", name, DatasetNotFound)
+        shutil.rmtree(self.path_of("datasets", name))
+
+    # -- models --------------------------------------------------------------------------
+
+    def list_models(self) -> list[Model]:
+        return [m for m in self._scan("models", self._describe_model) if m is not None]
+
+    def get_model(self, name: str) -> Model:
+        ds = self._open("models", name, ModelNotFound)
+        return self._describe_model(name, ds)
+
+    def delete_model(self, name: str) -> None:
+        self._open("models", name, ModelNotFound)
+        shutil.rmtree(self.path_of("models", name))
+
+    # -- task outputs: what a failed task must not leave behind ----------------------------
+
+    @staticmethod
+    def version_of(path: str | Path) -> int | None:
+        """The current Lance version at ``path``, or None when nothing is committed there."""
+        try:
+            return lance.dataset(str(path)).version
+        except (ValueError, OSError):
+            return None
+
+    @staticmethod
+    def roll_back(path: str | Path, version_before: int | None) -> str | None:
+        """Make ``path`` read as it did before a task wrote to it; returns what was done."""
+        path = Path(path)
+        if not path.exists():
+            return None
+        if version_before is None:
+            # Nothing was readable there before: whatever the task left is partial.
+            shutil.rmtree(path)
+            return "removed partial output"
+        try:
+            ds = lance.dataset(str(path))
+        except (ValueError, OSError):
+            return None
+        if ds.version == version_before:
+            return None
+        ds.checkout_version(version_before).restore()
+        return f"restored version {version_before}"
+
+    # -- task records --------------------------------------------------------------------
+
+    def load_tasks(self) -> list[Task]:
+        return [Task.model_validate(r) for r in self.tasks.load_all()]
+
+    def save_tasks(self, *tasks: Task) -> None:
+        self.tasks.upsert(*(t.model_dump(mode="json") for t in tasks))
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _open(self, kind: str, name: str, missing: type[NotFound]) -> lance.LanceDataset:
+        path = self.path_of(kind, name)
+        try:
+            return lance.dataset(str(path))
+        except (ValueError, OSError) as exc:
+            raise missing(f"{kind[:-1].capitalize()} '{name}' does not exist") from exc
+
+    def _scan(self, kind: str, describe: Callable[[str, lance.LanceDataset], Any]) -> list[Any]:
+        found = []
+        for path in sorted((self.root / kind).glob("*.lance")):
+            try:
+                ds = lance.dataset(str(path))
+            except (ValueError, OSError):
+                continue  # no committed version (a task is writing its first one)
+            found.append(describe(path.name.removesuffix(".lance"), ds))
+        return found
+
+    def _describe_dataset(self, name: str, ds: lance.LanceDataset) -> Dataset:
+        versions = ds.versions()
+        metadata = {k.decode(): v.decode() for k, v in (ds.schema.metadata or {}).items()}
+        return Dataset(
+            id=name,
+            path=str(self.path_of("datasets", name)),
+            schema=simple_schema(ds.schema),
+            num_rows=ds.count_rows(),
+            size_bytes=_size_bytes(ds),
+            version=ds.version,
+            created_at=_utc(versions[0]["timestamp"]) if versions else None,
+            updated_at=_utc(versions[-1]["timestamp"]) if versions else None,
+            metadata=metadata,
+        )
+
+    def _describe_model(self, name: str, ds: lance.LanceDataset) -> Model:
+        from lakekit import modelrec  # torch-free, but only needed for models
+
+        path = self.path_of("models", name)
+        try:
+            info = modelrec.read_model_info(str(path))
+        except Exception as exc:  # a foreign dataset under models/ is listed, not fatal
+            info = {"error": f"not a model record: {exc}"}
+        known = {"metrics", "params", "history", "source", "input_spec", "architecture"}
+        return Model(
+            id=name,
+            path=str(path),
+            version=ds.version,
+            size_bytes=_size_bytes(ds),
+            weights_bytes=int(info.get("weights_bytes", 0)),
+            created_at=info.get("created_at"),
+            architecture=info.get("architecture"),
+            metrics=info.get("metrics") or {},
+            params=info.get("params") or {},
+            history=info.get("history") or [],
+            source=info.get("source") or {},
+            input_spec=info.get("input_spec") or {},
+            info={k: v for k, v in info.items() if k not in known | {"created_at"}},
+        )
+
+
+_SIMPLE_TYPES = {
+    "large_string": "string",
+    "large_binary": "binary",
+    "float": "float32",
+    "double": "float64",
+    "halffloat": "float16",
+    "bool": "bool",
+}
+
+
+def simple_type(t: pa.DataType) -> str:
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{simple_type(t.value_type)}>[{t.list_size}]"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"list<{simple_type(t.value_type)}>"
+    name = str(t)
+    return _SIMPLE_TYPES.get(name, name)
+
+
+def simple_schema(schema: pa.Schema) -> dict[str, str]:
+    return {f.name: simple_type(f.type) for f in schema}
+
+
+def _size_bytes(ds: lance.LanceDataset) -> int:
+    """Bytes of the data files the current version reads (old versions not counted)."""
+    return sum(f.file_size_bytes or 0 for frag in ds.get_fragments() for f in frag.data_files())
+
+
+def _utc(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

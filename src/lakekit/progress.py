@@ -1,0 +1,53 @@
+"""Progress reporting for user scripts.
+
+A script calls ``report(epoch=1, loss=0.12)`` whenever it likes; the platform that runs it reads
+the reports and shows the latest one, and the whole history, on the task. Outside the platform
+(a script run by hand, a test) ``report`` does nothing, so the ``run(input, output, params)``
+contract is unchanged and scripts that never report still work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+ENV_VAR = "LAKEKIT_PROGRESS_FILE"
+
+
+def report(**values: Any) -> None:
+    """Record one progress point, e.g. ``report(epoch=2, step=300, loss=0.05)``.
+
+    Values must be JSON-serialisable (numbers, strings, lists, dicts).
+    """
+    path = os.environ.get(ENV_VAR)
+    if not path:
+        return
+    line = json.dumps({"time": time.time(), **values}, default=float)
+    # One write per line on an O_APPEND file: the reader never sees half a line from us.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All progress points written so far to ``path`` (missing file: none)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.readlines()
+    except FileNotFoundError:
+        return []
+    points = []
+    for line in lines:
+        if not line.endswith("\n"):
+            break
+        try:
+            point = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(point, dict):
+            points.append(point)
+    return points
