@@ -427,7 +427,7 @@ class TaskManager:
         """Wait for the task, following its progress and enforcing the time limit."""
         limit = self.settings.task_timeout_seconds
         started = time.monotonic()
-        last_seen = -1
+        last_seen = 0
         last_saved = started
         while True:
             outcome = execution.wait(timeout=POLL_SECONDS * 5)
