@@ -55,7 +55,5 @@ def create_app(settings: DataPlatformSettings | None = None) -> FastAPI:
         """Liveness: answers without an API key."""
         return {"status": "ok", "service": "data-platform", "runtime": settings.runtime}
 
-    app.add_middleware(
-        Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes
-    )
+    app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
     return app

@@ -8,30 +8,16 @@ task starts fast.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import json
 import os
-import signal
 import sys
 import traceback
 from typing import Any
 
+from lakekit.procs import die_with_parent
+
 RESULT_ENV = "LAKEKIT_RESULT_FILE"
-PARENT_ENV = "LAKEKIT_PARENT_PID"
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL us if the platform process dies, so no task outlives it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    parent = os.environ.get(PARENT_ENV)
-    if parent and os.getppid() != int(parent):
-        os._exit(137)  # the parent is already gone
 
 
 def _write_outcome(outcome: dict[str, Any]) -> None:
@@ -56,7 +42,7 @@ def _load_run(script: str) -> Any:
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     _task_id, script, input_path, output_path, spec_file = argv
     with open(spec_file, encoding="utf-8") as fh:
         params = json.load(fh)

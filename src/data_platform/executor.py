@@ -7,20 +7,21 @@ then SIGKILL to the whole tree. A Ray executor (Level 2) implements the same int
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from data_platform.child import PARENT_ENV, RESULT_ENV
+from data_platform.child import RESULT_ENV
 from data_platform.records import FailureReason, TaskError
+from lakekit.procs import PARENT_ENV, kill_marked, marked_processes, signal_group
 from lakekit.progress import ENV_VAR as PROGRESS_ENV
 
 TASK_ENV = "LAKEKIT_TASK_ID"
@@ -147,42 +148,6 @@ def read_outcome(spec: RunSpec, returncode: int, *, stopped: bool = False) -> Ou
     )
 
 
-# -- process trees ------------------------------------------------------------------------
-
-
-def task_processes(task_id: str) -> list[int]:
-    """PIDs of every live process of a task, wherever it forked or setsid'd to.
-
-    Children inherit the environment, so the task id marker finds the whole tree even when a
-    script escapes its process group; it also cannot match a recycled PID of somebody else.
-    """
-    marker = f"{TASK_ENV}={task_id}\0".encode()
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                environ = fh.read()
-        except OSError:
-            continue
-        if marker in environ + b"\0":
-            pids.append(int(entry.name))
-    return [p for p in pids if p != os.getpid()]
-
-
-def kill_task_processes(task_id: str, sig: int = signal.SIGKILL) -> int:
-    """Signal every process of a task; returns how many were signalled."""
-    count = 0
-    for pid in task_processes(task_id):
-        try:
-            os.kill(pid, sig)
-            count += 1
-        except ProcessLookupError:
-            pass
-    return count
-
-
 # -- the local executor -------------------------------------------------------------------
 
 
@@ -239,7 +204,7 @@ class LocalExecution(Execution):
         except subprocess.TimeoutExpired:
             return None
         # Grandchildren may linger after the child returned; they must not outlive the task.
-        _signal_group(self.proc.pid, signal.SIGKILL)
+        signal_group(self.proc.pid, signal.SIGKILL)
         kill_task_processes(self.spec.task_id)
         self._pump.join(timeout=5)
         return read_outcome(self.spec, code, stopped=self._stopped)
@@ -247,25 +212,21 @@ class LocalExecution(Execution):
     def stop(self, grace: float) -> None:
         self._stopped = True
         if self.proc.poll() is None:
-            _signal_group(self.proc.pid, signal.SIGTERM)
-            try:
+            signal_group(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        _signal_group(self.proc.pid, signal.SIGKILL)
-        kill_task_processes(self.spec.task_id)
+        signal_group(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
-        deadline = time.monotonic() + 2
-        while task_processes(self.spec.task_id) and time.monotonic() < deadline:
-            kill_task_processes(self.spec.task_id)
-            time.sleep(0.02)
+        kill_task_processes(self.spec.task_id)
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def kill_task_processes(task_id: str) -> int:
+    """SIGKILL every process of a task, wherever it forked or setsid'd to."""
+    return kill_marked(TASK_ENV, task_id)
+
+
+def task_processes(task_id: str) -> list[int]:
+    return marked_processes(TASK_ENV, task_id)
 
 
 class LocalExecutor(Executor):

@@ -38,6 +38,7 @@ from lakekit.errors import (
     InvalidRequest,
     ModelNotFound,
     PlatformError,
+    ServiceUnavailable,
     TaskAlreadyExists,
     TaskAlreadyFinished,
     TaskAlreadyRunning,
@@ -169,7 +170,7 @@ class TaskManager:
         output_path = self._resolve_output(req.output)
         with self._cond:
             if self._closed:
-                raise PlatformError("the Data Platform is shutting down", code="SERVICE_UNAVAILABLE")
+                raise ServiceUnavailable("the Data Platform is shutting down")
             task_id = req.id or new_id("task")
             if task_id in self._tasks:
                 raise TaskAlreadyExists(f"Task '{task_id}' already exists")
@@ -327,10 +328,12 @@ class TaskManager:
         while True:
             with self._cond:
                 self._cond.wait_for(
-                    lambda: self._closed
-                    or (
-                        len(self._running) < self.settings.max_concurrent_tasks
-                        and self._next_runnable() is not None
+                    lambda: (
+                        self._closed
+                        or (
+                            len(self._running) < self.settings.max_concurrent_tasks
+                            and self._next_runnable() is not None
+                        )
                     )
                 )
                 if self._closed:

@@ -100,7 +100,6 @@ class Task(BaseModel):
     pid: int | None = None
 
 
-
 class Dataset(BaseModel):
     id: str
     path: str
@@ -113,7 +112,6 @@ class Dataset(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
 
     model_config = ConfigDict(populate_by_name=True)
-
 
 
 class DatasetVersion(BaseModel):
@@ -136,4 +134,3 @@ class Model(BaseModel):
     source: dict[str, Any] = Field(default_factory=dict)
     input_spec: dict[str, Any] = Field(default_factory=dict)
     info: dict[str, Any] = Field(default_factory=dict, description="Everything else recorded.")
-

@@ -128,8 +128,9 @@ def test_failed_task_restores_previous_version_of_its_output(dp, dp_root: Path):
 
 
 def test_failed_first_write_leaves_no_dataset(dp):
-    done = wait_done(dp, submit(dp, "write_rows.py", output="datasets/fresh",
-                                params={"then": "raise"})["id"])
+    done = wait_done(
+        dp, submit(dp, "write_rows.py", output="datasets/fresh", params={"then": "raise"})["id"]
+    )
     assert "removed partial output" in done["error"]["message"]
     assert dp.get("/api/v1/datasets/fresh").status_code == 404
 
@@ -157,10 +158,10 @@ def test_script_outside_root_or_missing_is_400(dp, script, fragment):
 
 
 def test_symlink_out_of_scripts_root_is_400(tmp_path):
+    from data_platform.executor import LocalExecutor
     from data_platform.manager import TaskManager
     from data_platform.settings import DataPlatformSettings
     from data_platform.store import Lake
-    from data_platform.executor import LocalExecutor
     from lakekit.errors import InvalidRequest
 
     scripts = tmp_path / "scripts"

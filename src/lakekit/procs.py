@@ -1,0 +1,78 @@
+"""Process trees marked by an environment variable, so they can be found and killed reliably.
+
+Children inherit the environment, so a marker such as ``LAKEKIT_TASK_ID=task-1`` finds a whole
+tree even when a script forks or escapes its process group with setsid, and it cannot match a
+recycled PID that now belongs to somebody else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+
+PARENT_ENV = "LAKEKIT_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def marked_processes(var: str, value: str) -> list[int]:
+    """PIDs of live processes whose environment has ``var=value``."""
+    marker = f"{var}={value}\0".encode()
+    me = os.getpid()
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:
+            continue
+        if marker in environ + b"\0" and not _is_zombie(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_marked(var: str, value: str, sig: int = signal.SIGKILL, wait: float = 2.0) -> int:
+    """Signal every process marked ``var=value``; with SIGKILL, wait until they are gone."""
+    count = 0
+    deadline = time.monotonic() + wait
+    while pids := marked_processes(var, value):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                count += 1
+            except ProcessLookupError:
+                pass
+        if sig != signal.SIGKILL or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    return count
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux), so that nothing
+    the platform started outlives it; exit at once if the parent is already gone."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    parent = os.environ.get(PARENT_ENV)
+    if parent and os.getppid() != int(parent):
+        os._exit(137)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(") ", 1)[1][:1] == "Z"
+    except (OSError, IndexError):
+        return True
