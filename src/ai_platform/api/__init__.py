@@ -1,0 +1,1 @@
+"""HTTP routers of the AI Platform: thin, one per resource."""

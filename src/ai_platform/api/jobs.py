@@ -1,0 +1,44 @@
+"""Ingestion and training tasks: the same routes over two job kinds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from ai_platform.api.deps import Ingestion, Training
+from ai_platform.jobs import JobManager
+from ai_platform.records import IngestionTask, JobCreate, TrainingTask
+
+Status = Annotated[str | None, Query(pattern="^(pending|running|completed|failed)$")]
+Tail = Annotated[int | None, Query(ge=0, le=100000)]
+
+
+def _routes(router: APIRouter, record: type[Any], dep: Any, noun: str) -> None:
+    @router.post("", response_model=record, status_code=201, summary=f"Submit a {noun} task")
+    def submit(req: JobCreate, jobs: dep) -> Any:
+        return jobs.submit(req)
+
+    @router.get("", response_model=list[record], summary=f"List {noun} tasks, newest first")
+    def list_jobs(jobs: dep, status: Status = None) -> Any:
+        return jobs.list(status)
+
+    @router.get("/{task_id}", response_model=record, summary=f"One {noun} task")
+    def get(task_id: str, jobs: dep) -> Any:
+        return jobs.get(task_id)
+
+    @router.post("/{task_id}/cancel", response_model=record, summary=f"Cancel a {noun} task")
+    def cancel(task_id: str, jobs: dep) -> Any:
+        return jobs.cancel(task_id)
+
+    @router.get("/{task_id}/logs", response_class=PlainTextResponse, summary=f"A {noun} task's log")
+    def logs(task_id: str, jobs: dep, tail: Tail = None) -> str:
+        manager: JobManager = jobs
+        return manager.logs(task_id, tail)
+
+
+ingestion = APIRouter(prefix="/api/v1/ingestion-tasks", tags=["ingestion-tasks"])
+training = APIRouter(prefix="/api/v1/training-tasks", tags=["training-tasks"])
+_routes(ingestion, IngestionTask, Ingestion, "ingestion")
+_routes(training, TrainingTask, Training, "training")

@@ -1,0 +1,76 @@
+"""The AI Platform's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ai_platform.api import jobs, lake, services
+from ai_platform.dp_client import DataPlatformClient
+from ai_platform.jobs import INGESTION, TRAINING, JobManager
+from ai_platform.serving.backend import LocalProcessBackend, ServingBackend
+from ai_platform.serving.manager import ServingManager
+from ai_platform.settings import AIPlatformSettings
+from lakekit.http import Guard, install_error_handlers
+
+
+def make_backend(settings: AIPlatformSettings) -> ServingBackend:
+    if settings.runtime == "ray":
+        from ai_platform.serving.ray_backend import RayServeBackend  # optional extra
+
+        return RayServeBackend(settings)
+    return LocalProcessBackend(settings.serving_host)
+
+
+def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
+    """Build the app; services are recovered when it starts serving."""
+    settings = settings or AIPlatformSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = DataPlatformClient(
+            settings.data_platform_url, settings.api_key, settings.upstream_timeout
+        )
+        serving = ServingManager(
+            settings.state_dir,
+            client,
+            make_backend(settings),
+            settings.serving_host,
+            settings.serving_start_timeout,
+            settings.upstream_timeout,
+        )
+        serving.start()
+        app.state.client = client
+        app.state.serving = serving
+        app.state.ingestion = JobManager(client, INGESTION)
+        app.state.training = JobManager(client, TRAINING)
+        try:
+            yield
+        finally:
+            serving.close()
+            await serving.http.aclose()
+            client.close()
+
+    app = FastAPI(
+        title="AI Platform",
+        version="0.1.0",
+        description="Ingestion and training tasks on a Lance lake, and inference services.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(lake.datasets)
+    app.include_router(lake.models)
+    app.include_router(jobs.ingestion)
+    app.include_router(jobs.training)
+    app.include_router(services.router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness: answers without an API key."""
+        return {"status": "ok", "service": "ai-platform"}
+
+    app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    return app

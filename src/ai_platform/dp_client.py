@@ -1,0 +1,82 @@
+"""The Data Platform as the AI Platform sees it: an HTTP API, nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from lakekit.errors import PlatformError, UpstreamUnavailable, error_from_response
+
+
+class DataPlatformClient:
+    """Thin synchronous client; errors come back as the ``PlatformError`` the server raised."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(
+                f"the Data Platform at {self.base_url} is unreachable: {type(exc).__name__}"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text
+            err = error_from_response(response.status_code, body)
+            if type(err) is PlatformError and response.status_code >= 500:
+                raise UpstreamUnavailable(f"the Data Platform failed: {err.message}")
+            raise err
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._call(method, path, **kwargs).json()
+
+    # datasets and models
+    def list_datasets(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/v1/datasets")
+
+    def get_dataset(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/datasets/{name}")
+
+    def dataset_versions(self, name: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/api/v1/datasets/{name}/versions")
+
+    def delete_dataset(self, name: str) -> None:
+        self._call("DELETE", f"/api/v1/datasets/{name}")
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/v1/models")
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/models/{name}")
+
+    def delete_model(self, name: str) -> None:
+        self._call("DELETE", f"/api/v1/models/{name}")
+
+    # tasks
+    def submit_task(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/api/v1/tasks", json=body)
+
+    def list_tasks(self, **filters: Any) -> list[dict[str, Any]]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._json("GET", "/api/v1/tasks", params=params)
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/tasks/{task_id}")
+
+    def cancel_task(self, task_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/tasks/{task_id}/cancel")
+
+    def task_logs(self, task_id: str, tail: int | None = None) -> str:
+        params = {"tail": tail} if tail is not None else {}
+        return self._call("GET", f"/api/v1/tasks/{task_id}/logs", params=params).text

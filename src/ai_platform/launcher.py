@@ -1,0 +1,115 @@
+"""Start the whole platform (Level 1): the Data Platform and the AI Platform, as two processes.
+
+``python -m ai_platform.launcher`` (``make up``) runs both in the foreground until Ctrl-C. Each
+reads its own settings from the environment (``DP_*``, ``AIP_*``); the launcher only makes them
+agree: the AI Platform is pointed at the Data Platform it started, and keeps its state beside
+the lake unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from ai_platform.settings import AIPlatformSettings
+from data_platform.settings import DataPlatformSettings
+
+
+class Platform:
+    """Both services as child processes, sharing one lake."""
+
+    def __init__(self, env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+        self.env = {**os.environ, **(env or {})}
+        dp = DataPlatformSettings(_env_file=None, **_from_env(self.env, "DP_"))
+        self.dp_url = f"http://{dp.host}:{dp.port}"
+        self.env.setdefault("AIP_DATA_PLATFORM_URL", self.dp_url)
+        self.env.setdefault("AIP_STATE_DIR", str(dp.lake_root / "_ai_platform"))
+        if dp.api_key and "AIP_API_KEY" not in self.env:
+            self.env["AIP_API_KEY"] = dp.api_key
+        aip = AIPlatformSettings(_env_file=None, **_from_env(self.env, "AIP_"))
+        self.url = f"http://{aip.host}:{aip.port}"
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, timeout: float = 60.0) -> Platform:
+        for module, url in (("data_platform", self.dp_url), ("ai_platform", self.url)):
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f"{module}.log", "ab")  # noqa: SIM115
+            self.procs[module] = subprocess.Popen(
+                [sys.executable, "-m", module], env=self.env, stdout=out, stderr=out
+            )
+            if out is not None:
+                out.close()
+            self._wait_healthy(module, url, timeout)
+        return self
+
+    def _wait_healthy(self, module: str, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[module].poll() is not None:
+                self.stop()
+                raise RuntimeError(f"{module} exited with code {self.procs[module].returncode}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{module} did not answer at {url} within {timeout:g} s")
+
+    def stop(self) -> None:
+        """AI Platform first (it stops the model servers), then the Data Platform."""
+        for module in ("ai_platform", "data_platform"):
+            proc = self.procs.get(module)
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def wait(self) -> int:
+        """Block until either service exits; returns its exit code."""
+        while True:
+            for proc in self.procs.values():
+                if proc.poll() is not None:
+                    return proc.returncode
+            time.sleep(0.5)
+
+
+def _from_env(env: dict[str, str], prefix: str) -> dict[str, str]:
+    return {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+
+
+def main() -> int:
+    platform = Platform()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        platform.start()
+        print(f"Data Platform: {platform.dp_url}  (docs: {platform.dp_url}/docs)")
+        print(f"AI Platform:   {platform.url}  (docs: {platform.url}/docs)")
+        print("Ctrl-C stops both.")
+        return platform.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        platform.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

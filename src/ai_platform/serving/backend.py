@@ -1,0 +1,132 @@
+"""Where model servers run. Level 1: one local process per service (this file).
+
+A backend starts a server for a service on its port, tells whether it is alive, and stops it.
+The serving manager above it keeps the records and is the same for every backend.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from ai_platform.records import Service
+from lakekit.procs import PARENT_ENV, kill_marked, signal_group
+
+SERVICE_ENV = "AIP_SERVICE_ID"
+
+
+class ServingBackend(ABC):
+    @abstractmethod
+    def start(self, service: Service, log_path: Path) -> int | None:
+        """Start the model server; returns its PID if it has one."""
+
+    @abstractmethod
+    def exit_status(self, service: Service) -> str | None:
+        """None while the server runs; else how it ended."""
+
+    @abstractmethod
+    def stop(self, service: Service) -> None:
+        """Stop the server and free its port; no-op if it is gone."""
+
+    def reclaim(self, service: Service) -> None:  # noqa: B027 - optional hook
+        """Kill whatever a previous platform process left of this service."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the backend's runtime."""
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class LocalProcessBackend(ServingBackend):
+    """Each service is ``python -m ai_platform.serving.model_server`` in its own session."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, service: Service, log_path: Path) -> int | None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            SERVICE_ENV: service.id,
+            PARENT_ENV: str(os.getpid()),
+            "PYTHONUNBUFFERED": "1",
+        }
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ai_platform.serving.model_server",
+                    "--model-path",
+                    service.model_path,
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(service.port),
+                    "--device",
+                    service.device,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        self._procs[service.id] = proc
+        return proc.pid
+
+    def exit_status(self, service: Service) -> str | None:
+        proc = self._procs.get(service.id)
+        if proc is None:
+            return "not running"
+        code = proc.poll()
+        if code is None:
+            return None
+        if code < 0:
+            return f"model server killed by signal {signal.Signals(-code).name}"
+        return f"model server exited with code {code}"
+
+    def stop(self, service: Service) -> None:
+        proc = self._procs.pop(service.id, None)
+        if proc is not None and proc.poll() is None:
+            signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+        kill_marked(SERVICE_ENV, service.id)
+
+    def reclaim(self, service: Service) -> None:
+        kill_marked(SERVICE_ENV, service.id)
+
+    def close(self) -> None:
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                signal_group(proc.pid, signal.SIGTERM)
+        for proc in self._procs.values():
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                signal_group(proc.pid, signal.SIGKILL)
+        self._procs.clear()
