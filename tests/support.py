@@ -119,3 +119,57 @@ def dp_env(root: Path, scripts_root: Path = FIXTURE_SCRIPTS, **extra: str) -> di
         "DP_CANCEL_GRACE_SECONDS": "1",
         **extra,
     }
+
+
+def make_scripts_root(root: Path) -> Path:
+    """The repo's scripts plus the test fixtures, copied (symlinks out of a root are refused)."""
+    import shutil
+
+    scripts = root / "scripts"
+    shutil.copytree(REPO / "scripts", scripts, dirs_exist_ok=True)
+    shutil.copytree(FIXTURE_SCRIPTS, scripts / "fixtures", dirs_exist_ok=True)
+    return scripts
+
+
+class PlatformServers:
+    """Both services as real processes on free ports, one lake under ``root``."""
+
+    def __init__(self, root: Path, **extra_env: str) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        data = root / "data"
+        if not data.exists():
+            import shutil
+
+            # A copy, not a link: a link leading out of the data root is refused.
+            shutil.copytree(MNIST_DIR, data / "raw" / "mnist")
+        scripts = root / "scripts"
+        if not scripts.exists():
+            make_scripts_root(root)
+        dp_vars = {k: v for k, v in extra_env.items() if k.startswith("DP_")}
+        aip_vars = {k: v for k, v in extra_env.items() if k.startswith("AIP_")}
+        self.dp = Server(
+            "data_platform", dp_env(root, scripts, **dp_vars), "DP_PORT", root / "dp.log"
+        )
+        self.aip = Server(
+            "ai_platform",
+            {
+                "AIP_DATA_PLATFORM_URL": self.dp.url,
+                "AIP_STATE_DIR": str(root / "lake" / "_ai_platform"),
+                **aip_vars,
+            },
+            "AIP_PORT",
+            root / "aip.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return self.aip.url
+
+    def start(self) -> PlatformServers:
+        self.dp.start()
+        self.aip.start()
+        return self
+
+    def stop(self) -> None:
+        self.aip.stop()
+        self.dp.stop()

@@ -1,6 +1,8 @@
-"""Ingestion and training tasks: the same routes over two job kinds."""
+"""Ingestion and training tasks: the same routes over two job kinds.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the routes are built in a function, and FastAPI
+must see their dependency annotations as objects, not strings.
+"""
 
 from typing import Annotated, Any
 

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import PlatformServers
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformServers]:
+    """Both services, real processes, one lake for the whole module."""
+    servers = PlatformServers(tmp_path_factory.mktemp("platform")).start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="module")
+def api(platform: PlatformServers) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=platform.url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture
+def root(platform: PlatformServers) -> Path:
+    return Path(platform.dp.env["DP_LAKE_ROOT"]).parent
