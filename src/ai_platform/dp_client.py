@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -76,6 +77,31 @@ class DataPlatformClient:
 
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         return self._json("POST", f"/api/v1/tasks/{task_id}/cancel")
+
+    def follow_task_logs(self, task_id: str, tail: int | None = None) -> Iterator[bytes]:
+        """Open the Data Platform's log stream now (errors raise here); iterate for bytes."""
+        params: dict[str, Any] = {"follow": True}
+        if tail is not None:
+            params["tail"] = tail
+        request = self._http.build_request(
+            "GET", f"/api/v1/tasks/{task_id}/logs", params=params, timeout=None
+        )
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"the Data Platform is unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            response.read()
+            response.close()
+            raise error_from_response(response.status_code, response.json())
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.iter_bytes()
+            finally:
+                response.close()
+
+        return chunks()
 
     def task_logs(self, task_id: str, tail: int | None = None) -> str:
         params = {"tail": tail} if tail is not None else {}

@@ -6,6 +6,7 @@ restart of either service and this side holds no task state at all.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,10 @@ class JobManager:
     def logs(self, task_id: str, tail: int | None = None) -> str:
         self._own(task_id)
         return self.client.task_logs(task_id, tail)
+
+    def follow_logs(self, task_id: str, tail: int | None = None) -> Iterator[bytes]:
+        self._own(task_id)
+        return self.client.follow_task_logs(task_id, tail)
 
     def _own(self, task_id: str) -> dict[str, Any]:
         check_name(task_id, "task id")

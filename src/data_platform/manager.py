@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 HISTORY_LIMIT = 2000
 PROGRESS_SAVE_SECONDS = 5.0
 POLL_SECONDS = 0.1
+FOLLOW_POLL_SECONDS = 0.2
 
 
 class TaskManager:
@@ -150,17 +152,42 @@ class TaskManager:
         return tasks[:limit] if limit else tasks
 
     def logs(self, task_id: str, tail: int | None = None) -> str:
+        """The task's log, or its last ``tail`` lines."""
         self.get(task_id)
+        return read_log(self.lake.log_path(task_id), tail)[0].decode("utf-8", errors="replace")
+
+    def follow_logs(self, task_id: str, tail: int | None = None) -> Iterator[bytes]:
+        """The log so far (or its last ``tail`` lines), then new output as it is written,
+        until the task has ended and everything it wrote was sent.
+
+        Raises TaskNotFound now, not once streaming has begun.
+        """
+        self.get(task_id)
+        return self._follow(task_id, tail)
+
+    def _follow(self, task_id: str, tail: int | None) -> Iterator[bytes]:
         path = self.lake.log_path(task_id)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return ""
-        text = data.decode("utf-8", errors="replace")
-        if tail is not None:
-            lines = text.splitlines(keepends=True)
-            text = "".join(lines[-tail:]) if tail > 0 else ""
-        return text
+        data, offset = read_log(path, tail)
+        if data:
+            yield data
+        while True:
+            finished = self.get(task_id).status.is_terminal()
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size < offset:  # rotated: the new file starts over
+                offset = 0
+            if size > offset:
+                with open(path, "rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read(size - offset)
+                offset += len(chunk)
+                yield chunk
+            elif finished:
+                return
+            else:
+                time.sleep(FOLLOW_POLL_SECONDS)
 
     # -- submit and cancel ---------------------------------------------------------------
 
@@ -464,3 +491,29 @@ class _Starting(Execution):
 
     def stop(self, grace: float) -> None:
         return None
+
+
+def read_log(path: Path, tail: int | None = None) -> tuple[bytes, int]:
+    """The whole log, or its last ``tail`` lines, and the file size they were read at.
+
+    Reads backwards in blocks, so tailing a large log costs only what is returned.
+    """
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return b"", 0
+    with fh:
+        size = fh.seek(0, 2)
+        if tail is None:
+            fh.seek(0)
+            return fh.read(size), size
+        if tail == 0:
+            return b"", size
+        block, data, pos = 65536, b"", size
+        while pos > 0 and data.count(b"\n") <= tail:
+            step = min(block, pos)
+            pos -= step
+            fh.seek(pos)
+            data = fh.read(step) + data
+        lines = data.splitlines(keepends=True)
+        return b"".join(lines[-tail:]), size

@@ -103,3 +103,20 @@ def test_datasets_and_models_pass_through_with_the_envelope(api):
     assert_error(api.get("/api/v1/datasets/bad.name"), 400, "INVALID_REQUEST")
     assert_error(api.get("/api/v1/nothing"), 404, "NOT_FOUND")
     assert_error(api.put("/api/v1/ingestion-tasks"), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_logs_follow_through_the_ai_platform(api, root: Path):
+    body = job("follow", "fixtures/sleep_forever.py", "ds_f", pid_file=str(root / "f.pid"))
+    task = api.post("/api/v1/ingestion-tasks", json=body).json()
+    received = b""
+    path = f"/api/v1/ingestion-tasks/{task['id']}/logs"
+    with api.stream("GET", path, params={"follow": True}) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_bytes():
+            received += chunk
+            if b"sleeping" in received:
+                api.post(f"/api/v1/ingestion-tasks/{task['id']}/cancel")
+    assert b"sleeping" in received
+    assert_error(
+        api.get("/api/v1/ingestion-tasks/ingest-0/logs?follow=true"), 404, "TASK_NOT_FOUND"
+    )

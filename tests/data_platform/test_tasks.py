@@ -173,3 +173,31 @@ def test_symlink_out_of_scripts_root_is_400(tmp_path):
     manager = TaskManager(settings, Lake(settings.lake_root), LocalExecutor())
     with pytest.raises(InvalidRequest, match="leads out of the scripts root"):
         manager._resolve_script("link.py")
+
+
+def test_logs_follow_streams_until_the_task_ends(dp, dp_root: Path):
+    pid_file = dp_root / "pid"
+    task = submit(dp, "sleep_forever.py", params={"pid_file": str(pid_file)})
+    wait_until(lambda: pid_file.exists())
+    received = b""
+    with dp.stream("GET", f"/api/v1/tasks/{task['id']}/logs", params={"follow": True}) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_bytes():
+            received += chunk
+            if b"sleeping" in received:
+                dp.post(f"/api/v1/tasks/{task['id']}/cancel")
+    # The stream closed by itself once the task was cancelled.
+    assert b"sleeping" in received
+    assert dp.get(f"/api/v1/tasks/{task['id']}").json()["status"] == "failed"
+
+
+def test_logs_tail_reads_the_last_lines_of_a_long_log(tmp_path: Path):
+    from data_platform.manager import read_log
+
+    log = tmp_path / "t.log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(100_000)))
+    data, size = read_log(log, 3)
+    assert data == b"line 99997\nline 99998\nline 99999\n"
+    assert size == log.stat().st_size
+    assert read_log(log, 0)[0] == b""
+    assert read_log(tmp_path / "missing.log", 5) == (b"", 0)

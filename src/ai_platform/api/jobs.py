@@ -6,8 +6,8 @@ must see their dependency annotations as objects, not strings.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from ai_platform.api.deps import Ingestion, Training
 from ai_platform.jobs import JobManager
@@ -35,9 +35,12 @@ def _routes(router: APIRouter, record: type[Any], dep: Any, noun: str) -> None:
         return jobs.cancel(task_id)
 
     @router.get("/{task_id}/logs", response_class=PlainTextResponse, summary=f"A {noun} task's log")
-    def logs(task_id: str, jobs: dep, tail: Tail = None) -> str:
+    def logs(task_id: str, jobs: dep, tail: Tail = None, follow: bool = False) -> Response:
+        """``?tail=N`` for the last N lines; ``?follow=true`` streams until the task ends."""
         manager: JobManager = jobs
-        return manager.logs(task_id, tail)
+        if follow:
+            return StreamingResponse(manager.follow_logs(task_id, tail), media_type="text/plain")
+        return PlainTextResponse(manager.logs(task_id, tail))
 
 
 ingestion = APIRouter(prefix="/api/v1/ingestion-tasks", tags=["ingestion-tasks"])

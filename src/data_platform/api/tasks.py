@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from data_platform.api.deps import Manager
 from data_platform.records import Task, TaskCreate, TaskStatus
@@ -47,6 +47,10 @@ def task_logs(
     task_id: str,
     manager: Manager,
     tail: Annotated[int | None, Query(ge=0, le=100000)] = None,
-) -> str:
-    """The task's combined stdout and stderr (``?tail=N`` for the last N lines)."""
-    return manager.logs(task_id, tail)
+    follow: bool = False,
+) -> Response:
+    """The task's combined stdout and stderr: ``?tail=N`` for the last N lines, ``?follow=true``
+    to stream new output until the task ends."""
+    if follow:
+        return StreamingResponse(manager.follow_logs(task_id, tail), media_type="text/plain")
+    return PlainTextResponse(manager.logs(task_id, tail))
