@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from data_platform.executor import (
+    TASK_ENV,
     Execution,
     Executor,
     Outcome,
@@ -46,12 +47,13 @@ from lakekit.errors import (
     TaskNotFound,
 )
 from lakekit.ids import new_id
+from lakekit.procs import tree_rss_bytes
 
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 2000
 PROGRESS_SAVE_SECONDS = 5.0
-POLL_SECONDS = 0.1
+WATCH_SECONDS = 0.25
 FOLLOW_POLL_SECONDS = 0.2
 
 
@@ -440,7 +442,7 @@ class TaskManager:
             )
         else:
             error = outcome.error
-            if task.id in self._cancelling and error.reason is not FailureReason.TIMEOUT:
+            if task.id in self._cancelling and error.reason not in _LIMITS:
                 error = TaskError(reason=FailureReason.CANCELLED, message="cancelled")
             if self._closed and task.id in self._cancelling:
                 error = TaskError(
@@ -454,33 +456,44 @@ class TaskManager:
         shutil.rmtree(work_dir, ignore_errors=True)
 
     def _watch(self, task: Task, execution: Execution, spec: RunSpec) -> Outcome:
-        """Wait for the task, following its progress and enforcing the time limit."""
-        limit = self.settings.task_timeout_seconds
+        """Wait for the task, following its progress and enforcing time and memory limits."""
+        time_limit = self.settings.task_timeout_seconds
+        memory_limit = self.settings.task_memory_mb
         started = time.monotonic()
-        last_seen = 0
         last_saved = started
+        follower = progress.Follower(spec.progress_path)
+        history: list[dict[str, Any]] = []
         while True:
-            outcome = execution.wait(timeout=POLL_SECONDS * 5)
+            outcome = execution.wait(timeout=WATCH_SECONDS)
             if outcome is not None:
                 return outcome
-            points = progress.read(spec.progress_path)
-            if len(points) != last_seen:
-                last_seen = len(points)
+            if points := follower.poll():
+                history = (history + points)[-HISTORY_LIMIT:]
                 save = time.monotonic() - last_saved > PROGRESS_SAVE_SECONDS
                 if save:
                     last_saved = time.monotonic()
-                self._update(
-                    task.id, save=save, progress=points[-1], history=points[-HISTORY_LIMIT:]
+                self._update(task.id, save=save, progress=history[-1], history=history)
+            breach = None
+            if time_limit is not None and time.monotonic() - started > time_limit:
+                breach = TaskError(
+                    reason=FailureReason.TIMEOUT, message=f"time limit of {time_limit:g} s exceeded"
                 )
-            if limit is not None and time.monotonic() - started > limit:
-                execution.stop(self.settings.cancel_grace_seconds)
-                execution.wait()
-                return Outcome(
-                    error=TaskError(
-                        reason=FailureReason.TIMEOUT,
-                        message=f"time limit of {limit:g} s exceeded",
+            elif memory_limit is not None:
+                rss = tree_rss_bytes(TASK_ENV, task.id)
+                if rss > memory_limit * 1024 * 1024:
+                    breach = TaskError(
+                        reason=FailureReason.MEMORY,
+                        message=f"memory limit of {memory_limit} MB exceeded "
+                        f"(resident {rss // (1024 * 1024)} MB)",
                     )
-                )
+            if breach is not None:
+                grace = self.settings.cancel_grace_seconds
+                execution.stop(0 if breach.reason is FailureReason.MEMORY else grace)
+                execution.wait()
+                return Outcome(error=breach)
+
+
+_LIMITS = (FailureReason.TIMEOUT, FailureReason.MEMORY)
 
 
 class _Starting(Execution):

@@ -41,6 +41,7 @@ class FailureReason(StrEnum):
     KILLED = "killed"  # the process died from a signal we did not send
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
+    MEMORY = "memory"  # the process tree outgrew the memory limit
     INTERRUPTED = "interrupted"  # the platform restarted while it ran
     REJECTED = "rejected"  # could not start (script vanished, output locked)
 

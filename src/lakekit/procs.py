@@ -52,6 +52,19 @@ def kill_marked(var: str, value: str, sig: int = signal.SIGKILL, wait: float = 2
     return count
 
 
+def tree_rss_bytes(var: str, value: str) -> int:
+    """Resident memory of every process marked ``var=value``, added up."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid in marked_processes(var, value):
+        try:
+            with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
+                total += int(fh.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)

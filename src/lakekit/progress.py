@@ -40,10 +40,12 @@ def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             lines = fh.readlines()
     except FileNotFoundError:
         return []
+    return _parse([line for line in lines if line.endswith("\n")])
+
+
+def _parse(lines: list[str]) -> list[dict[str, Any]]:
     points = []
     for line in lines:
-        if not line.endswith("\n"):
-            break
         try:
             point = json.loads(line)
         except json.JSONDecodeError:
@@ -51,3 +53,22 @@ def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if isinstance(point, dict):
             points.append(point)
     return points
+
+
+class Follower:
+    """Reads the progress points appended to a file since the last ``poll``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self.offset = 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self.offset += len(complete)
+        return _parse(complete.decode("utf-8", errors="replace").splitlines())
