@@ -106,24 +106,32 @@ class Guard:
             return
 
         received = 0
+        answered = False
 
         async def limited_receive() -> Any:
-            nonlocal received
+            # A body without Content-Length is counted as it arrives. Past the limit we answer
+            # 413 ourselves and tell the app the client left, so it stops reading.
+            nonlocal received, answered
+            if answered:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    answered = True
+                    await _send_error(send, _too_large(self.max_body_bytes))
+                    return {"type": "http.disconnect"}
             return message
 
+        async def guarded_send(message: Any) -> None:
+            if not answered:
+                await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _send_error(send, _too_large(self.max_body_bytes))
-
-
-class _BodyTooLarge(Exception):
-    pass
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not answered:
+                raise
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
