@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class TaskManager:
         self._cancelling: set[str] = set()
         self._cond = threading.Condition(threading.RLock())
         self._closed = False
+        self._stop = threading.Event()
         self._dispatcher: threading.Thread | None = None
         self._workers: set[threading.Thread] = set()
 
@@ -82,9 +84,24 @@ class TaskManager:
         self._recover()
         self._dispatcher = threading.Thread(target=self._dispatch, name="dispatcher", daemon=True)
         self._dispatcher.start()
+        threading.Thread(target=self._housekeep, name="housekeeping", daemon=True).start()
+
+    def _housekeep(self) -> None:
+        """On a schedule: fold the task records together and drop old lake versions."""
+        interval = self.settings.housekeeping_interval_seconds
+        retention = timedelta(hours=self.settings.version_retention_hours)
+        while not self._stop.wait(interval):
+            try:
+                self.lake.tasks.compact()
+                removed = self.lake.clean_old_versions(retention)
+                if removed:
+                    log.info("housekeeping removed old versions: %s", removed)
+            except Exception:  # housekeeping must never take the service down
+                log.exception("housekeeping failed")
 
     def close(self) -> None:
         """Stop dispatching and stop every running task (they end failed, interrupted)."""
+        self._stop.set()
         with self._cond:
             self._closed = True
             running = list(self._running.items())
@@ -433,6 +450,7 @@ class TaskManager:
             "history": points[-HISTORY_LIMIT:],
         }
         if outcome.error is None:
+            self._pin_source(task)
             self._move(
                 task,
                 TaskStatus.COMPLETED,
@@ -454,6 +472,14 @@ class TaskManager:
                 error = error.model_copy(update={"message": f"{error.message} (output {undo})"})
             self._move(task, TaskStatus.FAILED, error=error, **tracked)
         shutil.rmtree(work_dir, ignore_errors=True)
+
+    def _pin_source(self, task: Task) -> None:
+        if not task.output.startswith("models/"):
+            return
+        try:
+            self.lake.pin_model_source(task.output_path)
+        except Exception:  # a script may write a model in its own format: then nothing pins
+            log.warning("%s: could not pin the model's source dataset", task.id, exc_info=True)
 
     def _watch(self, task: Task, execution: Execution, spec: RunSpec) -> Outcome:
         """Wait for the task, following its progress and enforcing time and memory limits."""

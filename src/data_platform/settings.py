@@ -34,6 +34,12 @@ class DataPlatformSettings(BaseSettings):
     api_key: str | None = Field(None, description="When set, requests need 'Bearer <key>'.")
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body.")
     compact_every_commits: int = Field(200, ge=1, description="Compact task records this often.")
+    housekeeping_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often old dataset and model versions are cleaned."
+    )
+    version_retention_hours: float = Field(
+        168.0, ge=0, description="Versions older than this are removed unless a model pins them."
+    )
 
     @property
     def datasets_dir(self) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from lakekit.ids import check_name
 from lakekit.recordstore import RecordTable
 
 KINDS = ("datasets", "models")
+_PIN_PREFIX = "model-"
 
 
 class Lake:
@@ -90,7 +91,59 @@ class Lake:
 
     def delete_model(self, name: str) -> None:
         self._open("models", name, ModelNotFound)
+        for dataset in self.list_datasets():
+            self._unpin(dataset.path, name)
         shutil.rmtree(self.path_of("models", name))
+
+    # -- versions: what models pin, and housekeeping ---------------------------------------
+
+    def pin_model_source(self, model_path: str | Path) -> str | None:
+        """Tag the dataset version a model was trained on, so cleanup never removes it.
+
+        Returns the tag, or None when the model names no dataset of this lake.
+        """
+        from lakekit import modelrec
+
+        name = Path(model_path).name.removesuffix(".lance")
+        source = modelrec.read_model_info(str(model_path)).get("source") or {}
+        src_path, version = source.get("path"), source.get("version")
+        if (
+            not src_path
+            or version is None
+            or not Path(src_path).resolve().is_relative_to(self.root / "datasets")
+        ):
+            return None
+        ds = lance.dataset(str(src_path))
+        tag = f"{_PIN_PREFIX}{name}-v{lance.dataset(str(model_path)).version}"
+        ds.tags.create(tag, int(version))
+        return tag
+
+    def _unpin(self, dataset_path: str, model_name: str) -> None:
+        ds = lance.dataset(dataset_path)
+        for tag in list(ds.tags.list()):
+            if tag.startswith(f"{_PIN_PREFIX}{model_name}-v"):
+                ds.tags.delete(tag)
+
+    def pinned_versions(self, name: str) -> dict[str, int]:
+        ds = self._open("datasets", name, DatasetNotFound)
+        return {tag: info["version"] for tag, info in ds.tags.list().items()}
+
+    def clean_old_versions(self, older_than: timedelta) -> dict[str, int]:
+        """Drop dataset and model versions older than ``older_than``, except tagged (pinned)
+        versions and each dataset's latest; returns versions removed per path."""
+        removed = {}
+        for kind in KINDS:
+            for path in sorted((self.root / kind).glob("*.lance")):
+                try:
+                    ds = lance.dataset(str(path))
+                    stats = ds.cleanup_old_versions(
+                        older_than=older_than, error_if_tagged_old_versions=False
+                    )
+                except (ValueError, OSError):
+                    continue  # being written, or not a dataset
+                if stats.old_versions:
+                    removed[f"{kind}/{path.stem}"] = int(stats.old_versions)
+        return removed
 
     # -- task outputs: what a failed task must not leave behind ----------------------------
 
