@@ -1,0 +1,1 @@
+"""Serving models from the lake: a generic predictor and the model server process."""
