@@ -4,7 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev
+EXTRAS ?= dev,ray
 
 .DEFAULT_GOAL := help
 
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP) ## Create .venv and install the pinned dependencies (idempotent)
 
-up: setup ## Start the whole platform (Level 1) in the foreground
+up: setup ## Start the whole platform in the foreground (Level 2: DP_RUNTIME=ray AIP_RUNTIME=ray)
 	$(BIN)/python -m ai_platform.launcher
 
 demo: setup ## Run the MNIST lifecycle (ingest, train, serve, predict) through the REST API

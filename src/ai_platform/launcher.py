@@ -1,9 +1,13 @@
-"""Start the whole platform (Level 1): the Data Platform and the AI Platform, as two processes.
+"""Start the whole platform: the Data Platform and the AI Platform, as two processes.
 
 ``python -m ai_platform.launcher`` (``make up``) runs both in the foreground until Ctrl-C. Each
 reads its own settings from the environment (``DP_*``, ``AIP_*``); the launcher only makes them
 agree: the AI Platform is pointed at the Data Platform it started, and keeps its state beside
 the lake unless told otherwise.
+
+Level 2 (``DP_RUNTIME=ray`` and/or ``AIP_RUNTIME=ray``): unless given ``*_RAY_ADDRESS``, the
+launcher starts one private local Ray for both services (its own temp dir, ports and token),
+passes them its address and token file, and stops it after them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import httpx
 
 from ai_platform.settings import AIPlatformSettings
 from data_platform.settings import DataPlatformSettings
+from lakekit.ray_runtime import LocalRay
 
 
 class Platform:
@@ -37,8 +42,24 @@ class Platform:
         self.url = f"http://{aip.host}:{aip.port}"
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # The services that need a Ray and were given none: they share the one we start.
+        self.ray_prefixes = [
+            prefix
+            for prefix, settings in (("DP_", dp), ("AIP_", aip))
+            if settings.runtime == "ray" and not settings.ray_address
+        ]
+        self.ray: LocalRay | None = None
 
-    def start(self, timeout: float = 60.0) -> Platform:
+    def start(self, timeout: float | None = None) -> Platform:
+        """Start (a Ray if needed, then) both services; each must answer within ``timeout``
+        (default 60 s, 120 s with Ray, whose imports and Serve start are slow on 2 cores)."""
+        if timeout is None:
+            timeout = 120.0 if self.ray_prefixes else 60.0
+        if self.ray_prefixes:
+            self.ray = LocalRay().start()
+            for prefix in self.ray_prefixes:
+                self.env[f"{prefix}RAY_ADDRESS"] = str(self.ray.address)
+                self.env[f"{prefix}RAY_AUTH_TOKEN_PATH"] = str(self.ray.token_path)
         for module, url in (("data_platform", self.dp_url), ("ai_platform", self.url)):
             out = None
             if self.log_dir is not None:
@@ -68,7 +89,8 @@ class Platform:
         raise RuntimeError(f"{module} did not answer at {url} within {timeout:g} s")
 
     def stop(self) -> None:
-        """AI Platform first (it stops the model servers), then the Data Platform."""
+        """AI Platform first (it stops the model servers), then the Data Platform, then the
+        Ray we started (only that one)."""
         for module in ("ai_platform", "data_platform"):
             proc = self.procs.get(module)
             if proc is not None and proc.poll() is None:
@@ -78,6 +100,9 @@ class Platform:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        if self.ray is not None:
+            self.ray.stop()
+            self.ray = None
 
     def wait(self) -> int:
         """Block until either service exits; returns its exit code."""
@@ -103,6 +128,8 @@ def main() -> int:
         platform.start()
         print(f"Data Platform: {platform.dp_url}  (docs: {platform.dp_url}/docs)")
         print(f"AI Platform:   {platform.url}  (docs: {platform.url}/docs)")
+        if platform.ray is not None:
+            print(f"Ray (local):   {platform.ray.address}  (temp dir {platform.ray.temp_dir})")
         print("Ctrl-C stops both.")
         return platform.wait()
     except KeyboardInterrupt:

@@ -17,6 +17,9 @@ from lakekit.http import Guard, install_error_handlers
 
 def make_executor(settings: DataPlatformSettings) -> Executor:
     if settings.runtime == "ray":
+        from lakekit.ray_runtime import use_loopback
+
+        use_loopback()  # before ray is imported
         from data_platform.ray_executor import RayExecutor  # Ray is an optional extra
 
         return RayExecutor(settings)

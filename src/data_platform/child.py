@@ -8,16 +8,52 @@ task starts fast.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import json
+import logging
 import os
 import sys
 import traceback
+from types import ModuleType
 from typing import Any
 
 from lakekit.procs import die_with_parent
 
 RESULT_ENV = "LAKEKIT_RESULT_FILE"
+
+
+class _DaftOnRay(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``DAFT_RUNNER=ray``: ``daft.set_runner_ray(address)`` the moment the script imports
+    daft, so the runner is chosen before any Daft work runs. Not eagerly: importing daft and
+    joining Ray costs ~6 s on 2 cores, which a task that never uses Daft should not pay."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self._loader: importlib.abc.Loader | None = None
+
+    def find_spec(
+        self, name: str, path: Any = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name != "daft":
+            return None
+        sys.meta_path.remove(self)  # once; the real finders locate daft
+        spec = importlib.util.find_spec("daft")
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        assert self._loader is not None
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        assert self._loader is not None
+        module.__loader__ = module.__spec__.loader = self._loader  # daft sees its own loader
+        self._loader.exec_module(module)
+        module.set_runner_ray(address=self.address)
 
 
 def _write_outcome(outcome: dict[str, Any]) -> None:
@@ -43,6 +79,12 @@ def _load_run(script: str) -> Any:
 
 def main(argv: list[str]) -> int:
     die_with_parent()
+    # A script's logging.info lines belong in its task log, like its prints.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if os.environ.get("DAFT_RUNNER") == "ray":
+        sys.meta_path.insert(0, _DaftOnRay(os.environ.get("RAY_ADDRESS")))
     _task_id, script, input_path, output_path, spec_file = argv
     with open(spec_file, encoding="utf-8") as fh:
         params = json.load(fh)

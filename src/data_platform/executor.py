@@ -2,7 +2,8 @@
 
 ``LocalExecutor`` (Level 1) starts a child process in its own session and process group, pipes
 its stdout and stderr into one bounded log file, and stops it with SIGTERM, a grace period,
-then SIGKILL to the whole tree. A Ray executor (Level 2) implements the same interface.
+then SIGKILL to the whole tree. ``RayExecutor`` (Level 2, ``ray_executor.py``) runs the same
+``ChildProcess`` inside a Ray task.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class RunSpec:
     daft_runner: str = "native"
     log_max_bytes: int = 50 * 1024 * 1024
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None  # None: the Data Platform's
 
     @property
     def progress_path(self) -> Path:
@@ -72,6 +74,9 @@ class Execution(ABC):
 
 
 class Executor(ABC):
+    # How many tasks run at once unless DP_MAX_CONCURRENT_TASKS says otherwise.
+    default_concurrency: int = 1
+
     @abstractmethod
     def start(self, spec: RunSpec) -> Execution: ...
 
@@ -179,10 +184,12 @@ class _LogPump(threading.Thread):
             self.source.close()
 
 
-class LocalExecution(Execution):
+class ChildProcess:
+    """The task's process, started here: own session and process group, output pumped into
+    its log. Level 1 runs it from the Data Platform; Level 2 from inside a Ray worker."""
+
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
-        self._stopped = False
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             child_argv(spec),
@@ -190,6 +197,7 @@ class LocalExecution(Execution):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=child_env(spec),
+            cwd=spec.cwd,
             start_new_session=True,  # own session and process group: killpg reaches its tree
             close_fds=True,
         )
@@ -198,26 +206,47 @@ class LocalExecution(Execution):
         self._pump = _LogPump(self.proc.stdout, spec.log_path, spec.log_max_bytes)
         self._pump.start()
 
-    def wait(self, timeout: float | None = None) -> Outcome | None:
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code once the process has ended (and nothing of its tree is left)."""
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
-        # Grandchildren may linger after the child returned; they must not outlive the task.
-        signal_group(self.proc.pid, signal.SIGKILL)
-        kill_task_processes(self.spec.task_id)
-        self._pump.join(timeout=5)
-        return read_outcome(self.spec, code, stopped=self._stopped)
+        self.reap()
+        return code
 
-    def stop(self, grace: float) -> None:
-        self._stopped = True
+    def terminate(self, grace: float) -> None:
+        """SIGTERM to the group, up to ``grace`` seconds, then SIGKILL to the whole tree."""
         if self.proc.poll() is None:
             signal_group(self.proc.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(grace)
+        self.reap()
+
+    def reap(self) -> None:
+        # Grandchildren may linger after the child returned; they must not outlive the task.
         signal_group(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         kill_task_processes(self.spec.task_id)
+        self._pump.join(timeout=5)
+
+
+class LocalExecution(Execution):
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self._stopped = False
+        self.child = ChildProcess(spec)
+        self.pid = self.child.pid
+
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        code = self.child.wait(timeout)
+        if code is None:
+            return None
+        return read_outcome(self.spec, code, stopped=self._stopped)
+
+    def stop(self, grace: float) -> None:
+        self._stopped = True
+        self.child.terminate(grace)
 
 
 def kill_task_processes(task_id: str) -> int:

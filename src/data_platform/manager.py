@@ -65,6 +65,7 @@ class TaskManager:
         self.settings = settings
         self.lake = lake
         self.executor = executor
+        self.max_concurrent = settings.max_concurrent_tasks or executor.default_concurrency
         self.scripts_root = settings.scripts_root.resolve()
         self.data_root = settings.data_root.resolve()
         self._tasks: dict[str, Task] = {}
@@ -377,7 +378,7 @@ class TaskManager:
                     lambda: (
                         self._closed
                         or (
-                            len(self._running) < self.settings.max_concurrent_tasks
+                            len(self._running) < self.max_concurrent
                             and self._next_runnable() is not None
                         )
                     )
@@ -428,7 +429,7 @@ class TaskManager:
             params=task.params,
             log_path=self.lake.log_path(task.id),
             work_dir=work_dir,
-            daft_runner=self.settings.daft_runner,
+            daft_runner=self.settings.task_daft_runner,
             log_max_bytes=self.settings.log_max_bytes,
         )
         version_before = self.lake.version_of(task.output_path)

@@ -22,11 +22,19 @@ class DataPlatformSettings(BaseSettings):
         Path("./data"), description="Raw inputs (a task input that is not a lake name) live here."
     )
     runtime: Literal["local", "ray"] = Field("local", description="Level 1 local or Level 2 Ray.")
-    ray_address: str | None = Field(None, description="Join this Ray cluster; else start one.")
-    daft_runner: Literal["native", "ray"] = Field(
-        "native", description="Daft runner set in each task's process before the script runs."
+    ray_address: str | None = Field(
+        None, description="runtime=ray: join this Ray cluster; unset: start a private one."
     )
-    max_concurrent_tasks: int = Field(1, ge=1, description="Level 1 runs one task at a time.")
+    ray_auth_token_path: Path | None = Field(
+        None, description="runtime=ray: Ray token file for ray_address (else Ray's own lookup)."
+    )
+    daft_runner: Literal["native", "ray"] | None = Field(
+        None,
+        description="Daft runner of each task's process; unset: ray with runtime=ray, else native.",
+    )
+    max_concurrent_tasks: int | None = Field(
+        None, ge=1, description="Tasks at once; unset: 1 (local) or the Ray cluster's CPUs (ray)."
+    )
     cancel_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL delay.")
     task_timeout_seconds: float | None = Field(None, gt=0, description="Optional time limit.")
     task_memory_mb: int | None = Field(None, gt=0, description="Optional address-space limit.")
@@ -40,6 +48,10 @@ class DataPlatformSettings(BaseSettings):
     version_retention_hours: float = Field(
         168.0, ge=0, description="Versions older than this are removed unless a model pins them."
     )
+
+    @property
+    def task_daft_runner(self) -> str:
+        return self.daft_runner or ("ray" if self.runtime == "ray" else "native")
 
     @property
     def datasets_dir(self) -> Path:

@@ -1,7 +1,9 @@
-"""Where model servers run. Level 1: one local process per service (this file).
+"""Where model servers run. Level 1: one local process per service (this file); Level 2: one
+Ray Serve application per service (``ray_backend.py``).
 
-A backend starts a server for a service on its port, tells whether it is alive, and stops it.
-The serving manager above it keeps the records and is the same for every backend.
+A backend places a new service (its port and endpoint), starts a server for it, tells whether
+it is alive, and stops it. The serving manager above it keeps the records and is the same for
+every backend.
 """
 
 from __future__ import annotations
@@ -15,12 +17,26 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from ai_platform.records import Service
+from lakekit.errors import PortInUse
 from lakekit.procs import PARENT_ENV, kill_marked, signal_group
 
 SERVICE_ENV = "AIP_SERVICE_ID"
 
 
 class ServingBackend(ABC):
+    @abstractmethod
+    def place(self, service_id: str, port: int | None, taken: set[int]) -> tuple[int, str]:
+        """The port and endpoint of a new service; ``port``: the one asked for, if any.
+
+        Raises:
+            PortInUse: the port asked for is taken (409).
+            InvalidRequest: this backend cannot serve on that port (400).
+        """
+
+    def revived(self, service: Service) -> Service:
+        """The record of a service started again after a restart (Level 1: unchanged)."""
+        return service
+
     @abstractmethod
     def start(self, service: Service, log_path: Path) -> int | None:
         """Start the model server; returns its PID if it has one."""
@@ -62,6 +78,14 @@ class LocalProcessBackend(ServingBackend):
     def __init__(self, host: str) -> None:
         self.host = host
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def place(self, service_id: str, port: int | None, taken: set[int]) -> tuple[int, str]:
+        if port:
+            if port in taken or not port_is_free(self.host, port):
+                raise PortInUse(f"port {port} is already in use")
+        else:
+            port = free_port(self.host)
+        return port, f"http://{self.host}:{port}"
 
     def start(self, service: Service, log_path: Path) -> int | None:
         log_path.parent.mkdir(parents=True, exist_ok=True)

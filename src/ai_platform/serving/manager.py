@@ -17,9 +17,8 @@ import httpx
 
 from ai_platform.dp_client import DataPlatformClient
 from ai_platform.records import Service, ServiceCreate, ServiceStatus
-from ai_platform.serving.backend import ServingBackend, free_port, port_is_free
+from ai_platform.serving.backend import ServingBackend
 from lakekit.errors import (
-    PortInUse,
     ServiceAlreadyExists,
     ServiceNotFound,
     ServiceUnavailable,
@@ -84,7 +83,8 @@ class ServingManager:
             if self._closed.is_set():
                 return
             try:
-                self._launch(service.model_copy(update={"restarts": service.restarts + 1}))
+                revived = service.model_copy(update={"restarts": service.restarts + 1})
+                self._launch(self.backend.revived(revived))
             except ServiceUnavailable as exc:
                 log.warning("could not restart %s: %s", service.id, exc.message)
 
@@ -130,28 +130,26 @@ class ServingManager:
             ServiceAlreadyExists: the name is taken (409).
             ModelNotFound: no such model in the lake (404).
             PortInUse: the requested port is taken (409).
+            InvalidRequest: the backend cannot serve on the requested port (400; Ray Serve
+                serves every service on its one HTTP port).
             ServiceUnavailable: the server did not come up (503; the record shows why).
         """
         model = self.client.get_model(req.model)
         with self._lock:
             if any(s.name == req.name for s in self._services.values()):
                 raise ServiceAlreadyExists(f"Inference service '{req.name}' already exists")
+            service_id = new_id("serve")
             taken = {s.port for s in self._services.values()}
-            if req.port:
-                if req.port in taken or not port_is_free(self.host, req.port):
-                    raise PortInUse(f"port {req.port} is already in use")
-                port = req.port
-            else:
-                port = free_port(self.host)
+            port, endpoint = self.backend.place(service_id, req.port, taken)
             service = Service(
-                id=new_id("serve"),
+                id=service_id,
                 name=req.name,
                 model=req.model,
                 model_path=model["path"],
                 model_version=model.get("version"),
                 device=req.device,
                 port=port,
-                endpoint=f"http://{self.host}:{port}",
+                endpoint=endpoint,
             )
             self._services[service.id] = service
             self.table.upsert(service.model_dump(mode="json"))

@@ -1,0 +1,179 @@
+"""Level 2: each inference service is a Ray Serve application on a Ray we join or start.
+
+The application wraps Level 1's model server app (``model_server.create_model_app``) with
+``serve.ingress``, so routes (``/health``, ``/v1/model``, ``/predict``) and the error envelope
+are identical. It is named after the service and routed at ``/{service_id}`` on Serve's one
+HTTP port, which every service shares: the endpoint is ``http://HOST:SERVE_PORT/{service_id}``.
+A request for another port is refused (400 INVALID_REQUEST), since Serve cannot bind it.
+
+Apps are created and deleted imperatively (``serve.run``-style, one app per call), never by a
+declarative config, which would replace every application on the cluster; a lock still
+serialises them so that two deploys never race in the controller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.context import _get_global_client  # the port of a Serve already running
+from ray.serve.schema import ApplicationStatus
+
+from ai_platform.records import Service
+from ai_platform.serving.backend import ServingBackend, free_port
+from ai_platform.settings import AIPlatformSettings
+from lakekit.errors import InvalidRequest, PlatformError
+from lakekit.ray_runtime import RayConnection
+
+log = logging.getLogger(__name__)
+
+STATUS_TTL_SECONDS = 0.25  # predict asks for health on every request; the controller, not so
+_GONE = (ApplicationStatus.NOT_STARTED, ApplicationStatus.DELETING)
+
+
+def _load_model_app(model_path: str, device: str, log_file: str) -> FastAPI:
+    """Runs in the replica: Level 1's model server app, logging to the service's log."""
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    import torch
+
+    from ai_platform.serving.model_server import create_model_app
+
+    torch.set_num_threads(1)  # as model_server: requests already run in parallel threads
+    log.info("loading %s in Ray Serve replica (pid %d)", model_path, os.getpid())
+    try:
+        app = create_model_app(model_path, device=device)
+    except PlatformError as exc:
+        # One line both in our log and in Serve's status, not a traceback.
+        reason = f"cannot serve {model_path}: {exc.code}: {exc.message}"
+        log.error("%s", reason)
+        raise RuntimeError(reason) from None
+    except Exception:
+        log.exception("cannot serve %s", model_path)
+        raise
+    log.info("serving %s", model_path)
+    return app
+
+
+def model_application(service: Service, log_path: Path, num_cpus: float) -> Any:
+    """The Serve application of one service: one replica of the model server app."""
+    model_path, device, log_file = service.model_path, service.device, str(log_path)
+
+    def build() -> FastAPI:  # a plain function: Serve calls it in the replica at start
+        return _load_model_app(model_path, device, log_file)
+
+    deployment = serve.deployment(
+        serve.ingress(build)(),
+        name="model",
+        num_replicas=1,
+        ray_actor_options={"num_cpus": num_cpus},
+        # A model that cannot load will not load on a retry either: fail after one try.
+        max_constructor_retry_count=1,
+    )
+    return deployment.bind()
+
+
+class RayServeBackend(ServingBackend):
+    """Inference services as Ray Serve applications (``AIP_RUNTIME=ray``)."""
+
+    def __init__(self, settings: AIPlatformSettings) -> None:
+        self.replica_cpus = settings.ray_replica_cpus
+        self.ray = RayConnection(
+            settings.ray_address, settings.ray_auth_token_path, namespace="lakekit-ai-platform"
+        ).open()
+        try:
+            port = settings.ray_serve_port or free_port(settings.serving_host)
+            serve.start(
+                http_options={"host": settings.serving_host, "port": port},
+                proxy_location="HeadOnly",
+            )
+            # A Serve that already ran on the cluster keeps its own host and port.
+            config = _get_global_client().http_config
+        except BaseException:
+            self.ray.close()
+            raise
+        host = settings.serving_host if config.host in ("0.0.0.0", "::", "") else config.host
+        self.port: int = config.port
+        self.base_url = f"http://{host}:{self.port}"
+        self._lock = threading.Lock()
+        self._apps: set[str] = set()
+        self._status: dict[str, Any] = {}
+        self._status_at = 0.0
+        self._status_lock = threading.Lock()
+
+    def _endpoint(self, service_id: str) -> str:
+        return f"{self.base_url}/{service_id}"
+
+    def place(self, service_id: str, port: int | None, taken: set[int]) -> tuple[int, str]:
+        if port and port != self.port:
+            raise InvalidRequest(
+                f"with the ray runtime every service is served on Ray Serve's port {self.port};"
+                f" leave the port out (or ask for {self.port})"
+            )
+        return self.port, self._endpoint(service_id)
+
+    def revived(self, service: Service) -> Service:
+        # The Ray (hence Serve's port) may be a new one since the record was written.
+        return service.model_copy(
+            update={"port": self.port, "endpoint": self._endpoint(service.id)}
+        )
+
+    def start(self, service: Service, log_path: Path) -> int | None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        app = model_application(service, log_path, self.replica_cpus)
+        with self._lock:
+            # Not serve.run: it waits for RUNNING without a time limit. The manager waits for
+            # /health under its own start timeout, as on Level 1. (_run is marked stable.)
+            serve._run(app, name=service.id, route_prefix=f"/{service.id}", _blocking=False)
+            self._apps.add(service.id)
+            self._forget_status()
+        return None  # the replica's process belongs to Ray
+
+    def _statuses(self) -> dict[str, Any]:
+        with self._status_lock:
+            if time.monotonic() - self._status_at > STATUS_TTL_SECONDS:
+                self._status = dict(serve.status().applications)
+                self._status_at = time.monotonic()
+            return self._status
+
+    def _forget_status(self) -> None:
+        with self._status_lock:
+            self._status_at = 0.0
+
+    def exit_status(self, service: Service) -> str | None:
+        app = self._statuses().get(service.id)
+        if app is None or app.status in _GONE:
+            return "the Ray Serve application is gone"
+        if app.status == ApplicationStatus.DEPLOY_FAILED:
+            details = [d.message for d in app.deployments.values() if d.message] or [app.message]
+            last = [line for line in "\n".join(details).splitlines() if line.strip()][-1:]
+            return "the Ray Serve application failed to deploy" + (f": {last[0]}" if last else "")
+        return None  # RUNNING, DEPLOYING, or UNHEALTHY while Serve replaces a replica
+
+    def stop(self, service: Service) -> None:
+        with self._lock:
+            serve.delete(service.id)  # returns once the app is gone: its route answers 404
+            self._apps.discard(service.id)
+            self._forget_status()
+
+    def reclaim(self, service: Service) -> None:
+        # An app a previous AI Platform left on a cluster that outlived it.
+        if service.id in self._statuses():
+            self.stop(service)
+
+    def close(self) -> None:
+        if self.ray.head is None:  # a shared cluster: take our apps away, leave Serve
+            with self._lock:
+                for name in self._apps:
+                    serve.delete(name, _blocking=False)
+                self._apps.clear()
+        self.ray.close()  # stops the Ray (and Serve with it) if we started it

@@ -1,0 +1,136 @@
+"""Level 2: each task is a Ray task that runs the task's process, as Level 1 does, in a worker.
+
+The Ray task (``run_child``) starts the same ``ChildProcess`` as ``LocalExecutor``: own session
+and process group, output pumped into the task's log in the lake, result file read by the
+Data Platform afterwards. Records, logs and outcomes stay ours; Ray only places and runs it.
+
+Cancel: ``ray.cancel(ref)`` raises KeyboardInterrupt in the Ray task, which stops the tree
+(SIGTERM, grace, SIGKILL) as Level 1 does; if the task does not end in time,
+``ray.cancel(ref, force=True)`` kills the worker (the child dies with it: PR_SET_PDEATHSIG),
+and, Level 2 being one machine, the environment-marker kill removes anything left. What
+``ray.get`` then raises does not reliably say "cancelled", so ``stop`` records it here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from pathlib import Path
+
+import ray
+from ray.exceptions import RayError
+
+from data_platform.executor import (
+    ChildProcess,
+    Execution,
+    Executor,
+    Outcome,
+    RunSpec,
+    kill_task_processes,
+    read_outcome,
+)
+from data_platform.records import FailureReason, TaskError
+from data_platform.settings import DataPlatformSettings
+from lakekit.ray_runtime import RayConnection, auth_env
+
+_POLL_SECONDS = 0.1
+_FORCE_AFTER_SECONDS = 5.0  # past the grace, before a graceful cancel gives way to force
+
+
+def run_child(spec: RunSpec, grace: float) -> int:
+    """Runs in a Ray worker: the task's process from start to end; returns its exit code."""
+    child = ChildProcess(spec)
+    try:
+        # Poll rather than block: Ray delivers a cancel as KeyboardInterrupt between bytecodes.
+        while (code := child.wait(_POLL_SECONDS)) is None:
+            pass
+    except KeyboardInterrupt:
+        child.terminate(grace)
+        raise
+    finally:
+        child.reap()
+    return code
+
+
+# No CPU reserved: a task's own Daft-on-Ray work needs the cluster's CPUs, and holding them
+# here could deadlock it. DP_MAX_CONCURRENT_TASKS (default: the cluster's CPUs) gates how many
+# run. No retries: a user script is not idempotent.
+_run_child = ray.remote(num_cpus=0, max_retries=0)(run_child)
+
+
+class RayExecution(Execution):
+    pid = None  # the process lives inside a Ray worker; its tree carries the task's marker
+
+    def __init__(self, ref: ray.ObjectRef, spec: RunSpec) -> None:
+        self.ref = ref
+        self.spec = spec
+        self._stopped = False
+
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        ready, _ = ray.wait([self.ref], timeout=timeout)
+        if not ready:
+            return None
+        try:
+            code = ray.get(self.ref)
+        except RayError as exc:  # cancelled, or the worker died
+            outcome = read_outcome(self.spec, -signal.SIGKILL, stopped=self._stopped)
+            if outcome.error is not None and outcome.error.reason is FailureReason.KILLED:
+                message = str(exc).strip().splitlines()[-1:] or [""]
+                outcome = Outcome(
+                    error=TaskError(
+                        reason=FailureReason.KILLED,
+                        type=type(exc).__name__,
+                        message=f"the Ray worker running the task was lost: {message[0]}"[:500],
+                    )
+                )
+            return outcome
+        finally:
+            kill_task_processes(self.spec.task_id)
+        return read_outcome(self.spec, code, stopped=self._stopped)
+
+    def stop(self, grace: float) -> None:
+        self._stopped = True
+        if grace > 0:
+            ray.cancel(self.ref)  # graceful: the task SIGTERMs its tree, then SIGKILLs
+            ready, _ = ray.wait([self.ref], timeout=grace + _FORCE_AFTER_SECONDS)
+        else:
+            ready = []
+        if not ready:
+            ray.cancel(self.ref, force=True)
+            ray.wait([self.ref], timeout=_FORCE_AFTER_SECONDS)
+        kill_task_processes(self.spec.task_id)
+
+
+class RayExecutor(Executor):
+    """Level 2: tasks as Ray tasks on a cluster we join or start (``DP_RAY_ADDRESS``)."""
+
+    def __init__(self, settings: DataPlatformSettings) -> None:
+        self.grace = settings.cancel_grace_seconds
+        self.ray = RayConnection(
+            settings.ray_address, settings.ray_auth_token_path, namespace="lakekit-data-platform"
+        ).open()
+        self.default_concurrency = self.ray.cpus()
+
+    def start(self, spec: RunSpec) -> Execution:
+        # The worker's cwd is not ours: every path absolute, the child in our cwd as on Level 1;
+        # RAY_ADDRESS and the token let the task's own Daft-on-Ray join this cluster.
+        spec = dataclasses.replace(
+            spec,
+            script_path=spec.script_path.resolve(),
+            input_path=_absolute(spec.input_path),
+            output_path=_absolute(spec.output_path),
+            log_path=spec.log_path.resolve(),
+            work_dir=spec.work_dir.resolve(),
+            cwd=spec.cwd or Path.cwd(),
+            env={**auth_env(), "RAY_ADDRESS": str(self.ray.address), **spec.env},
+        )
+        ref = _run_child.options(name=f"task:{spec.task_id}").remote(spec, self.grace)
+        return RayExecution(ref, spec)
+
+    def close(self) -> None:
+        self.ray.close()
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(path) if path and "://" not in path else path

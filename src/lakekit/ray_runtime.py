@@ -1,0 +1,265 @@
+"""Level 2's Ray: a private local head the platform starts and stops, or a cluster it joins.
+
+Why a private head rather than ``ray.init()``: a bare ``ray.init()`` attaches to any cluster
+already running on the machine (its address file under /tmp/ray), and writes a token to
+``~/.ray/auth_token``. Our head gets its own temp dir, free ports and its own token, so it never
+meets somebody else's Ray, and stopping it touches nothing else.
+
+Authentication. Ray 2.59 enables token authentication for new local clusters by default (when
+``RAY_AUTH_MODE`` is unset it generates or reuses ``~/.ray/auth_token``), and every client then
+needs the token. We set the mode explicitly: our head runs with ``RAY_AUTH_MODE=token`` and
+``RAY_AUTH_TOKEN_PATH`` pointing at a fresh token file (0600) in its temp dir, and clients are
+given that path (``*_RAY_AUTH_TOKEN_PATH``). Joining a cluster without a path leaves Ray's own
+lookup (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``) in charge.
+
+Nothing here imports ``ray`` at module level: Level 1 never needs it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from lakekit.procs import kill_marked, marked_processes
+
+log = logging.getLogger(__name__)
+
+HEAD_ENV = "LAKEKIT_RAY_HEAD"  # marks every process of a head we started (value: its temp dir)
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
+TOKEN_ENV = "RAY_AUTH_TOKEN"
+# Small on purpose: tasks exchange data through the lake, not the object store, and Ray's
+# default (30% of RAM) is wasted on a 2-core, 24 GiB machine. Ray spills past it to disk.
+LOOPBACK_ENV = {
+    # Without this, Ray on Linux swaps 127.0.0.1 for the machine's outward address: the head
+    # would listen, and every client connect, beyond loopback. Ray reads it as "treat this
+    # machine as a single-node cluster", which is what Level 2 is.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+OBJECT_STORE_MB = 300
+
+
+def use_loopback() -> None:
+    """Keep this process's Ray on loopback; call before ``ray`` is first imported."""
+    os.environ.update(LOOPBACK_ENV)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class LocalRay:
+    """A one-node Ray head of our own: ``ray start --head --block`` in a private temp dir.
+
+    Every process of it (GCS, raylet, workers, Serve) inherits ``HEAD_ENV``, so ``stop`` finds
+    and kills exactly them, never another Ray on the machine.
+    """
+
+    def __init__(
+        self,
+        num_cpus: int | None = None,
+        object_store_mb: int = OBJECT_STORE_MB,
+        temp_dir: Path | None = None,
+    ) -> None:
+        self.num_cpus = num_cpus or os.cpu_count() or 1
+        self.object_store_mb = object_store_mb
+        self._own_dir = temp_dir is None
+        # Short, under /tmp: Ray's Unix socket paths must stay below ~107 characters.
+        self.temp_dir = Path(temp_dir or tempfile.mkdtemp(prefix="lakekit-ray-"))
+        self.token_path = self.temp_dir / "auth_token"
+        self.address: str | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> LocalRay:
+        """Start the head; returns once its address is known (about 20 s on 2 cores)."""
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        address_file = self.temp_dir / "ray_current_cluster"
+        address_file.unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "RAY_ADDRESS")}
+        env.update(
+            {
+                AUTH_MODE_ENV: "token",
+                TOKEN_PATH_ENV: str(self.token_path),
+                HEAD_ENV: str(self.temp_dir),
+                "RAY_USAGE_STATS_ENABLED": "0",
+                **LOOPBACK_ENV,
+            }
+        )
+        ray_cli = Path(sys.executable).with_name("ray")
+        # Every port chosen here: Ray's defaults (6379, 8265, 10001, 52365, ...) would collide
+        # with another cluster on the machine.
+        argv = [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--temp-dir={self.temp_dir}",
+            f"--port={_free_port()}",
+            f"--num-cpus={self.num_cpus}",
+            "--num-gpus=0",
+            f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
+            "--include-dashboard=false",
+            f"--dashboard-port={_free_port()}",
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--runtime-env-agent-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}",
+            f"--ray-client-server-port={_free_port()}",
+            f"--node-manager-port={_free_port()}",
+            f"--object-manager-port={_free_port()}",
+            "--disable-usage-stats",
+            "--log-style=record",
+            "--log-color=false",
+        ]
+        with open(self.temp_dir / "head.log", "ab") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # If whoever started the head is killed outright, the head goes too. (It
+                # takes no lock, so it is safe between fork and exec.)
+                preexec_fn=_die_with_parent,
+            )
+        deadline = time.monotonic() + timeout
+        # ray start writes the address file once GCS and raylet are up.
+        while not address_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.temp_dir / "head.log").read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"the local Ray head did not start: {tail}")
+            time.sleep(0.2)
+        self.address = address_file.read_text().strip()
+        log.info("local Ray head at %s (temp dir %s)", self.address, self.temp_dir)
+        return self
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a client process needs in its environment to join this head."""
+        return {AUTH_MODE_ENV: "token", TOKEN_PATH_ENV: str(self.token_path)}
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Stop every process of this head (and only those); remove the temp dir we made."""
+        mark = str(self.temp_dir)
+        if marked_processes(HEAD_ENV, mark):
+            # SIGTERM first so raylet can tidy its workers; Ray's shutdown may hang on the
+            # GCS going away first, so SIGKILL what is left after a short grace.
+            kill_marked(HEAD_ENV, mark, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while marked_processes(HEAD_ENV, mark) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            kill_marked(HEAD_ENV, mark)
+        if self.proc is not None:
+            self.proc.wait()
+        if self._own_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalRay:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def use_token(token_path: Path | str | None) -> None:
+    """Authenticate this process, and the processes it starts, with the token file."""
+    if not token_path:
+        return
+    os.environ.pop(TOKEN_ENV, None)  # it would take precedence over the file
+    os.environ[AUTH_MODE_ENV] = "token"
+    os.environ[TOKEN_PATH_ENV] = str(token_path)
+    if "ray._raylet" in sys.modules:
+        # Ray caches the mode (C++ config) and the token once loaded; refresh both, as Ray's
+        # own _enable_token_auth does, or ray.init still connects without a token.
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
+def auth_env() -> dict[str, str]:
+    """This process's Ray authentication settings, to pass on to a task's processes."""
+    return {k: os.environ[k] for k in (AUTH_MODE_ENV, TOKEN_PATH_ENV, TOKEN_ENV) if k in os.environ}
+
+
+class RayConnection:
+    """This process as a Ray driver: joins ``address``, or starts a private head and stops it
+    on ``close`` (a service started alone with runtime=ray and no address)."""
+
+    def __init__(
+        self,
+        address: str | None,
+        token_path: Path | str | None,
+        namespace: str,
+    ) -> None:
+        self.address = address
+        self.token_path = token_path
+        self.namespace = namespace
+        self.head: LocalRay | None = None
+
+    def open(self) -> RayConnection:
+        use_loopback()
+        import ray  # Level 2 only
+
+        if not self.address:
+            self.head = LocalRay().start()
+            self.address, self.token_path = self.head.address, self.head.token_path
+        use_token(self.token_path)
+        # ray.init replaces the SIGTERM handler with sys.exit: the web server's graceful
+        # shutdown (stop the tasks, the services, our Ray) would never run. Keep the server's.
+        on_main = threading.current_thread() is threading.main_thread()
+        sigterm = signal.getsignal(signal.SIGTERM) if on_main else None
+        try:
+            ray.init(
+                address=self.address,
+                namespace=self.namespace,
+                logging_level=logging.WARNING,
+                log_to_driver=False,  # workers' output stays in Ray's logs, not the service's
+            )
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
+        return self
+
+    def cpus(self) -> int:
+        import ray
+
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def close(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        if self.head is not None:
+            self.head.stop()
+            self.head = None
