@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
+from ai_platform import ui
 from ai_platform.api import jobs, lake, services
 from ai_platform.dp_client import DataPlatformClient
 from ai_platform.jobs import INGESTION, TRAINING, JobManager
@@ -18,6 +20,9 @@ from lakekit.http import Guard, install_error_handlers
 
 def make_backend(settings: AIPlatformSettings) -> ServingBackend:
     if settings.runtime == "ray":
+        from lakekit.ray_runtime import use_loopback
+
+        use_loopback()  # before ray is imported
         from ai_platform.serving.ray_backend import RayServeBackend  # optional extra
 
         return RayServeBackend(settings)
@@ -66,11 +71,23 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
     app.include_router(jobs.ingestion)
     app.include_router(jobs.training)
     app.include_router(services.router)
+    ui.mount(app)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:
         """Liveness: answers without an API key."""
-        return {"status": "ok", "service": "ai-platform"}
+        return {"status": "ok", "service": "ai-platform", "runtime": settings.runtime}
 
-    app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    # The UI's static files hold no secrets; the API calls it makes still need the key.
+    app.add_middleware(
+        Guard,
+        api_key=settings.api_key,
+        max_body_bytes=settings.max_body_bytes,
+        open_paths=("/health", "/", "/ui"),
+        open_prefixes=("/ui/",),
+    )
     return app

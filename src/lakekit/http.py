@@ -84,18 +84,22 @@ class Guard:
         api_key: str | None,
         max_body_bytes: int,
         open_paths: tuple[str, ...] = ("/health",),
+        open_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
         self.open_paths = open_paths
+        self.open_prefixes = open_prefixes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or ())
-        if self.api_key and scope["path"] not in self.open_paths:
+        path = scope["path"]
+        is_open = path in self.open_paths or path.startswith(self.open_prefixes or ("\0",))
+        if self.api_key and not is_open:
             given = headers.get(b"authorization", b"").decode("latin-1")
             if not hmac.compare_digest(given, f"Bearer {self.api_key}"):
                 await _send_error(send, Unauthorized("missing or wrong API key"))

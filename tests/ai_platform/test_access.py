@@ -47,6 +47,12 @@ def test_every_endpoint_but_health_needs_the_key(keyed, method, path):
         assert httpx.get(url + "/health").status_code == 200
 
 
+def test_the_ui_files_load_without_the_key(keyed):
+    r = httpx.get(keyed.url + "/ui/")
+    assert r.status_code == 200 and "<html" in r.text.lower()
+    assert httpx.get(keyed.url + "/", follow_redirects=True).status_code == 200
+
+
 def test_with_the_key_the_ai_platform_reaches_the_data_platform(keyed):
     headers = {"Authorization": f"Bearer {KEY}"}
     r = httpx.get(keyed.url + "/api/v1/datasets", headers=headers)
