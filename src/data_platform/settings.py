@@ -37,7 +37,9 @@ class DataPlatformSettings(BaseSettings):
     )
     cancel_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL delay.")
     task_timeout_seconds: float | None = Field(None, gt=0, description="Optional time limit.")
-    task_memory_mb: int | None = Field(None, gt=0, description="Optional address-space limit.")
+    task_memory_mb: int | None = Field(
+        None, gt=0, description="Optional limit on the resident memory of a task's process tree."
+    )
     log_max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Per-task log cap.")
     api_key: str | None = Field(None, description="When set, requests need 'Bearer <key>'.")
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body.")

@@ -291,3 +291,28 @@ def test_restart_of_either_service_keeps_tasks_and_revives_services(api, platfor
         json={"images": [png_b64(im) for im in images[:50]]},
     )
     assert accuracy(r.json()["predictions"], labels[:50]) >= MIN_ACCURACY
+
+
+def test_predict_under_32_concurrent_clients_has_no_errors(api, service, digits):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images, labels = digits
+    bodies = [{"image": png_b64(im)} for im in images[:32]]
+    urls = [
+        f"{api.base_url}/api/v1/inference-services/{service['id']}/predict",
+        f"{service['endpoint']}/predict",
+    ]
+
+    def client(i: int) -> list[int]:
+        with httpx.Client(timeout=120) as http:
+            return [
+                http.post(urls[(i + n) % 2], json=bodies[i]).json()["prediction"] for n in range(8)
+            ]
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(client, range(32)))  # raises on any non-JSON answer
+    assert sum(len(r) for r in results) == 32 * 8
+    for answers in results:
+        assert len(set(answers)) == 1  # the same image always gets the same answer
+    accuracy = np.mean([r[0] == labels[i] for i, r in enumerate(results)])
+    assert accuracy >= MIN_ACCURACY
