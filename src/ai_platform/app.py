@@ -55,7 +55,7 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
             yield
         finally:
             serving.close()
-            await serving.http.aclose()
+            await serving.aclose()
             client.close()
 
     app = FastAPI(

@@ -52,9 +52,5 @@ def service_logs(
 @router.post("/{service_id}/predict")
 async def predict(service_id: str, request: Request, serving: Serving) -> Response:
     """Predict through the platform: ``{"image": b64}`` or ``{"images": [b64, ...]}``."""
-    upstream = await serving.predict(service_id, await request.body())
-    return Response(
-        content=upstream.content,
-        status_code=upstream.status_code,
-        media_type="application/json",
-    )
+    status, content = await serving.predict(service_id, await request.body())
+    return Response(content=content, status_code=status, media_type="application/json")

@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 from ai_platform.dp_client import DataPlatformClient
@@ -52,10 +53,8 @@ class ServingManager:
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._monitor: threading.Thread | None = None
-        self.http = httpx.AsyncClient(
-            timeout=upstream_timeout,
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-        )
+        self.upstream_timeout = upstream_timeout
+        self._session: aiohttp.ClientSession | None = None  # made in the server's event loop
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -225,17 +224,40 @@ class ServingManager:
             raise ServiceUnavailable(f"inference service '{service.name}' failed: {ended}")
         return service
 
-    async def predict(self, service_id: str, body: bytes) -> httpx.Response:
-        """Forward a predict request as-is; the model server's answer (or error) comes back."""
+    async def predict(self, service_id: str, body: bytes) -> tuple[int, bytes]:
+        """Forward a predict request as-is; the model server's status and body come back.
+
+        aiohttp rather than httpx here: on this hot path it costs about half the CPU per
+        forwarded request, which is what the proxy hop adds to every prediction.
+        """
         service = self._ready(service_id)
-        try:
-            return await self.http.post(
-                f"{service.endpoint}/predict",
-                content=body,
-                headers={"content-type": "application/json"},
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # Idle connections are dropped before uvicorn's 5 s keep-alive closes them, so
+                # a request is never sent down a socket the server is closing.
+                connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=2.0),
+                timeout=aiohttp.ClientTimeout(total=self.upstream_timeout),
             )
-        except httpx.HTTPError as exc:
+        url = f"{service.endpoint}/predict"
+        try:
+            for attempt in (1, 2):
+                try:
+                    async with self._session.post(url, data=body, headers=_JSON) as response:
+                        return response.status, await response.read()
+                except aiohttp.ServerDisconnectedError:
+                    # A reused connection closed under us; predict is idempotent: once more.
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self._ready(service_id)  # a dead server is reported as such
             raise ServiceUnavailable(
                 f"inference service '{service.name}' did not answer: {type(exc).__name__}"
             ) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+_JSON = {"content-type": "application/json"}
