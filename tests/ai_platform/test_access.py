@@ -115,3 +115,20 @@ def test_unreachable_data_platform_is_502(tmp_path: Path):
         assert_error(r, 502, "UPSTREAM_UNAVAILABLE")
     finally:
         servers.aip.stop()
+
+
+def test_unexpected_exception_in_the_ai_platform_is_500_without_traceback(tmp_path: Path):
+    from fastapi.testclient import TestClient
+
+    from ai_platform.app import create_app
+    from ai_platform.settings import AIPlatformSettings
+
+    app = create_app(AIPlatformSettings(state_dir=tmp_path / "state"))
+
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/boom", boom)  # a route that fails the way a bug would
+    with TestClient(app, raise_server_exceptions=False) as client:
+        error = assert_error(client.get("/boom"), 500, "INTERNAL_ERROR")
+    assert "secret" not in error["message"] and "Traceback" not in error["message"]
