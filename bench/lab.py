@@ -7,9 +7,7 @@ out of a root are refused); the data root holds a copy of the shipped MNIST IDX 
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +17,7 @@ from typing import Any
 import httpx
 
 from bench.measure import PeakSampler
+from lakekit.procs import kill_file_holders
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO / "data" / "raw" / "mnist"
@@ -66,33 +65,6 @@ def server_times(task: dict[str, Any]) -> dict[str, float]:
     if started and done:
         out["started_to_completed_s"] = (done - started).total_seconds()
     return out
-
-
-def kill_holders(directory: Path) -> list[str]:
-    """SIGKILL the processes that still hold files under ``directory`` open; their names.
-
-    Ray's agents rename themselves (setproctitle), which overwrites what /proc shows of their
-    environment, so the launcher's marker-based stop can miss them: they hold their logs in
-    the private Ray temp dir open, which identifies them as ours.
-    """
-    prefix = str(directory)
-    names = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            held = any(
-                os.readlink(fd.path).startswith(prefix) for fd in os.scandir(f"{entry.path}/fd")
-            )
-            if not held:
-                continue
-            with open(f"{entry.path}/comm", encoding="utf-8", errors="replace") as fh:
-                name = fh.read().strip()
-            os.kill(int(entry.name), signal.SIGKILL)
-            names.append(f"{entry.name} {name}")
-        except (OSError, ValueError):
-            continue  # gone meanwhile, or not ours to read
-    return names
 
 
 class Lab:
@@ -165,7 +137,7 @@ class RunningPlatform:
         ray_dir = self.platform.ray.temp_dir if self.platform.ray is not None else None
         self.platform.stop()
         if ray_dir is not None:
-            self.leftovers = kill_holders(ray_dir)
+            self.leftovers = kill_file_holders(ray_dir)
 
     # -- tasks -----------------------------------------------------------------------------
 

@@ -70,6 +70,33 @@ def signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def kill_file_holders(directory: str | os.PathLike[str]) -> list[str]:
+    """SIGKILL the processes that still hold files under ``directory`` open; their names.
+
+    Ray's agents rename themselves (setproctitle), which overwrites what /proc shows of their
+    environment, so a marker-based stop can miss them: they hold their logs in
+    the private Ray temp dir open, which identifies them as ours.
+    """
+    prefix = str(directory)
+    names = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            held = any(
+                os.readlink(fd.path).startswith(prefix) for fd in os.scandir(f"{entry.path}/fd")
+            )
+            if not held:
+                continue
+            with open(f"{entry.path}/comm", encoding="utf-8", errors="replace") as fh:
+                name = fh.read().strip()
+            os.kill(int(entry.name), signal.SIGKILL)
+            names.append(f"{entry.name} {name}")
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return names
+
+
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux), so that nothing
     the platform started outlives it; exit at once if the parent is already gone."""

@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from lakekit.procs import kill_marked, marked_processes
+from lakekit.procs import kill_file_holders, kill_marked, marked_processes
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,7 @@ class LocalRay:
             kill_marked(HEAD_ENV, mark)
         if self.proc is not None:
             self.proc.wait()
+        kill_file_holders(self.temp_dir)  # agents that renamed themselves out of the marker
         if self._own_dir:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
