@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from data_platform.child import RESULT_ENV
 from data_platform.records import FailureReason, TaskError
-from lakekit.procs import PARENT_ENV, kill_marked, marked_processes, signal_group
+from lakekit.procs import PARENT_ENV, kill_marked, signal_group
 from lakekit.progress import ENV_VAR as PROGRESS_ENV
 
 TASK_ENV = "LAKEKIT_TASK_ID"
@@ -252,10 +252,6 @@ class LocalExecution(Execution):
 def kill_task_processes(task_id: str) -> int:
     """SIGKILL every process of a task, wherever it forked or setsid'd to."""
     return kill_marked(TASK_ENV, task_id)
-
-
-def task_processes(task_id: str) -> list[int]:
-    return marked_processes(TASK_ENV, task_id)
 
 
 class LocalExecutor(Executor):

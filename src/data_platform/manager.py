@@ -444,12 +444,11 @@ class TaskManager:
                 pid=execution.pid,
                 output_version_before=version_before,
             )
-        outcome = self._watch(task, execution, spec)
-        points = progress.read(spec.progress_path)
-        tracked = {
-            "progress": points[-1] if points else task.progress,
-            "history": points[-HISTORY_LIMIT:],
-        }
+        follower = progress.Follower(spec.progress_path)
+        outcome = self._watch(task, execution, follower)
+        # What the watch already read is on the record; only the last lines are new.
+        points = (self.get(task.id).history + follower.poll())[-HISTORY_LIMIT:]
+        tracked = {"progress": points[-1] if points else None, "history": points}
         if outcome.error is None:
             self._pin_source(task)
             self._move(
@@ -482,13 +481,12 @@ class TaskManager:
         except Exception:  # a script may write a model in its own format: then nothing pins
             log.warning("%s: could not pin the model's source dataset", task.id, exc_info=True)
 
-    def _watch(self, task: Task, execution: Execution, spec: RunSpec) -> Outcome:
+    def _watch(self, task: Task, execution: Execution, follower: progress.Follower) -> Outcome:
         """Wait for the task, following its progress and enforcing time and memory limits."""
         time_limit = self.settings.task_timeout_seconds
         memory_limit = self.settings.task_memory_mb
         started = time.monotonic()
         last_saved = started
-        follower = progress.Follower(spec.progress_path)
         history: list[dict[str, Any]] = []
         while True:
             outcome = execution.wait(timeout=WATCH_SECONDS)

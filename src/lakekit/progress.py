@@ -33,16 +33,6 @@ def report(**values: Any) -> None:
         os.close(fd)
 
 
-def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All progress points written so far to ``path`` (missing file: none)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.readlines()
-    except FileNotFoundError:
-        return []
-    return _parse([line for line in lines if line.endswith("\n")])
-
-
 def _parse(lines: list[str]) -> list[dict[str, Any]]:
     points = []
     for line in lines:
