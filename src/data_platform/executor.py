@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from data_platform.child import RESULT_ENV
 from data_platform.records import FailureReason, TaskError
-from lakekit.procs import PARENT_ENV, kill_marked, signal_group
+from lakekit.procs import PARENT_ENV, kill_marked, marked_processes, signal_group
 from lakekit.progress import ENV_VAR as PROGRESS_ENV
 
 TASK_ENV = "LAKEKIT_TASK_ID"
@@ -247,6 +247,11 @@ class LocalExecution(Execution):
     def stop(self, grace: float) -> None:
         self._stopped = True
         self.child.terminate(grace)
+
+
+def task_processes(task_id: str) -> list[int]:
+    """PIDs of every live process of a task."""
+    return marked_processes(TASK_ENV, task_id)
 
 
 def kill_task_processes(task_id: str) -> int:
