@@ -268,7 +268,7 @@ def test_progress_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     progress_file = tmp_path / "progress.jsonl"
     monkeypatch.setenv(progress.ENV_VAR, str(progress_file))
     mnist_clean.run(str(RAW), str(tmp_path / "out.lance"), {"limit": 10})
-    points = progress.read(progress_file)
+    points = progress.Follower(progress_file).poll()
     assert points and points[-1]["records_done"] == points[-1]["records_total"] == 20
 
 

@@ -104,7 +104,7 @@ def test_cnn_trains_writes_a_record_that_predicts_like_the_trained_model(
     x, y = training.load_split(lance.dataset(mnist), "test")
     assert training.evaluate(loaded.module, x, y, "cpu")["accuracy"] == result["test_accuracy"]
 
-    points = progress.read(progress_file)
+    points = progress.Follower(progress_file).poll()
     assert any("step" in p and "loss" in p and "test_accuracy" not in p for p in points)
     assert points[-1]["epoch"] == 1 and points[-1]["test_accuracy"] == result["test_accuracy"]
 
