@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse
 
 from ai_platform import ui
 from ai_platform.api import jobs, lake, services
+from ai_platform.api.predict_path import PredictFastPath
 from ai_platform.dp_client import DataPlatformClient
 from ai_platform.jobs import INGESTION, TRAINING, JobManager
 from ai_platform.serving.backend import LocalProcessBackend, ServingBackend
@@ -82,6 +83,8 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
     def home() -> RedirectResponse:
         return RedirectResponse("/ui/")
 
+    # Predictions skip the router (see predict_path); Guard, added last, still wraps them.
+    app.add_middleware(PredictFastPath)
     # The UI's static files hold no secrets; the API calls it makes still need the key.
     app.add_middleware(
         Guard,

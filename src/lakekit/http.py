@@ -102,11 +102,11 @@ class Guard:
         if self.api_key and not is_open:
             given = headers.get(b"authorization", b"").decode("latin-1")
             if not hmac.compare_digest(given, f"Bearer {self.api_key}"):
-                await _send_error(send, Unauthorized("missing or wrong API key"))
+                await send_error(send, Unauthorized("missing or wrong API key"))
                 return
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await _send_error(send, _too_large(self.max_body_bytes))
+            await send_error(send, _too_large(self.max_body_bytes))
             return
 
         received = 0
@@ -123,7 +123,7 @@ class Guard:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     answered = True
-                    await _send_error(send, _too_large(self.max_body_bytes))
+                    await send_error(send, _too_large(self.max_body_bytes))
                     return {"type": "http.disconnect"}
             return message
 
@@ -142,7 +142,8 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body larger than {limit} bytes")
 
 
-async def _send_error(send: Any, err: PlatformError) -> None:
+async def send_error(send: Any, err: PlatformError) -> None:
+    """Answer with the error envelope from pure ASGI code (no Starlette response)."""
     body = json.dumps(err.envelope()).encode()
     await send(
         {

@@ -1,4 +1,8 @@
-"""Dependencies the routers take, from the app's state."""
+"""Dependencies the routers take, from the app's state.
+
+Async, though they only look up an attribute: FastAPI runs a plain ``def`` dependency in its
+thread pool, a thread hop per request for nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +15,19 @@ from ai_platform.jobs import JobManager
 from ai_platform.serving.manager import ServingManager
 
 
-def _client(request: Request) -> DataPlatformClient:
+async def _client(request: Request) -> DataPlatformClient:
     return request.app.state.client
 
 
-def _ingestion(request: Request) -> JobManager:
+async def _ingestion(request: Request) -> JobManager:
     return request.app.state.ingestion
 
 
-def _training(request: Request) -> JobManager:
+async def _training(request: Request) -> JobManager:
     return request.app.state.training
 
 
-def _serving(request: Request) -> ServingManager:
+async def _serving(request: Request) -> ServingManager:
     return request.app.state.serving
 
 

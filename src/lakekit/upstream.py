@@ -1,0 +1,209 @@
+"""A lean HTTP/1.1 client for forwarding requests to servers we run ourselves, on loopback.
+
+The AI Platform forwards every prediction it routes to a model server. A general client
+(aiohttp, httpx) spends most of that hop's CPU on features this path never uses: cookies,
+redirects, proxies, TLS, header multidicts, tracing hooks. This one writes the request line
+and headers directly and reads the answer with asyncio streams, keeping connections alive per
+host and port. It speaks the subset of HTTP/1.1 that servers send back: a body framed by
+``Content-Length``, ``Transfer-Encoding: chunked`` or the end of the connection.
+
+Failures raise ``UpstreamError``. A request that fails on a reused keep-alive connection before
+any of the answer arrived is sent once more on a fresh one (the server may have closed the
+idle socket just as we used it); callers forward only idempotent requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+_MAX_HEAD = 64 * 1024
+
+
+class UpstreamError(Exception):
+    """The upstream server could not be reached, or its answer was cut off or malformed."""
+
+
+class _Connection:
+    __slots__ = ("idle_since", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = 0.0
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class UpstreamPool:
+    """Keep-alive connections to upstream servers, reused last-in first-out.
+
+    Args:
+        timeout: seconds for a whole request: connect, send and read the answer.
+        idle_seconds: an idle connection older than this is closed rather than reused; keep it
+            below the server's keep-alive timeout (uvicorn: 5 s).
+        max_idle: idle connections kept per host and port.
+    """
+
+    def __init__(self, timeout: float, idle_seconds: float = 2.0, max_idle: int = 64) -> None:
+        self.timeout = timeout
+        self.idle_seconds = idle_seconds
+        self.max_idle = max_idle
+        self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+
+    async def post(
+        self, host: str, port: int, path: str, body: bytes, content_type: str = "application/json"
+    ) -> tuple[int, bytes]:
+        """POST ``body`` to ``http://host:port{path}``; the answer's status and body.
+
+        Raises:
+            UpstreamError: not reachable, timed out, or the answer was cut off or malformed.
+        """
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1")
+        request = head + body
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = self._take(host, port)
+                if conn is not None:
+                    try:
+                        return await self._exchange(conn, host, port, request)
+                    except _Retryable:
+                        pass  # closed under us while idle: once more, on a new connection
+                conn = await self._connect(host, port)
+                try:
+                    return await self._exchange(conn, host, port, request)
+                except _Retryable as exc:
+                    raise UpstreamError(f"connection closed before an answer: {exc}") from None
+        except TimeoutError:
+            raise UpstreamError(f"no answer within {self.timeout:g} s") from None
+        except OSError as exc:
+            raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
+
+    async def close(self) -> None:
+        """Close every idle connection."""
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
+        self._idle.clear()
+
+    def _take(self, host: str, port: int) -> _Connection | None:
+        idle = self._idle.get((host, port))
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if now - conn.idle_since < self.idle_seconds and not conn.reader.at_eof():
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self, host: str, port: int) -> _Connection:
+        reader, writer = await asyncio.open_connection(host, port, limit=_MAX_HEAD)
+        return _Connection(reader, writer)
+
+    async def _exchange(
+        self, conn: _Connection, host: str, port: int, request: bytes
+    ) -> tuple[int, bytes]:
+        """Send, read the answer, and put the connection back if it may be reused."""
+        reusable = False
+        started = False
+        try:
+            conn.writer.write(request)
+            await conn.writer.drain()
+            try:
+                head = await conn.reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                if not exc.partial:
+                    raise _Retryable("end of stream") from None
+                raise UpstreamError("answer cut off in its headers") from None
+            except ConnectionResetError as exc:
+                raise _Retryable(str(exc)) from None
+            except asyncio.LimitOverrunError:
+                raise UpstreamError("answer headers too large") from None
+            started = True
+            status, length, chunked, keep_alive = _parse_head(head)
+            if chunked:
+                content = await _read_chunked(conn.reader)
+            elif length is not None:
+                content = await conn.reader.readexactly(length)
+            else:
+                content = await conn.reader.read()  # framed by the end of the connection
+                keep_alive = False
+            reusable = keep_alive
+            return status, content
+        except asyncio.IncompleteReadError:
+            raise UpstreamError("answer cut off in its body") from None
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            if not started:
+                raise _Retryable(str(exc)) from None
+            raise
+        finally:
+            if reusable:
+                conn.idle_since = time.monotonic()
+                idle = self._idle.setdefault((host, port), deque())
+                if len(idle) < self.max_idle:
+                    idle.append(conn)
+                else:
+                    conn.close()
+            else:
+                conn.close()
+
+
+class _Retryable(Exception):
+    """Nothing of the answer arrived on a reused connection."""
+
+
+def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
+    """Status, Content-Length, chunked, keep-alive from the status line and headers."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise UpstreamError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+    status = int(parts[1])
+    keep_alive = parts[0] == "HTTP/1.1"
+    length: int | None = None
+    chunked = False
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        name = name.strip().lower()
+        value = value.strip()
+        if name == "content-length":
+            if not value.isdigit():
+                raise UpstreamError(f"bad Content-Length: {value[:40]!r}")
+            length = int(value)
+        elif name == "transfer-encoding":
+            chunked = value.lower().endswith("chunked")
+        elif name == "connection":
+            tokens = {t.strip().lower() for t in value.split(",")}
+            if "close" in tokens:
+                keep_alive = False
+            elif "keep-alive" in tokens:
+                keep_alive = True
+    if status in (204, 304) or 100 <= status < 200:
+        length = 0
+    return status, length, chunked, keep_alive
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size_text = size_line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise UpstreamError(f"bad chunk size: {size_text[:20]!r}") from None
+        if size == 0:
+            # Trailers, if any, end with an empty line.
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        if await reader.readexactly(2) != b"\r\n":
+            raise UpstreamError("chunk not followed by CRLF")
