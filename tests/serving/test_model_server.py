@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -55,6 +56,8 @@ def test_health_and_metadata(client: TestClient) -> None:
     assert meta["architecture"].startswith("mnist_mlp")
     assert meta["metrics"]["test_accuracy"] > 0.85
     assert meta["version"] == 1 and meta["weights_bytes"] > 0 and "weights" not in meta
+    stats = client.get("/v1/stats").json()
+    assert set(stats) == {"requests", "images", "forward_passes"}
 
 
 def test_predict_one(client: TestClient) -> None:
@@ -153,6 +156,21 @@ def test_real_process(model_path: str, tmp_path: Path) -> None:
         assert r.status_code == 200, r.text
         assert len(r.json()["predictions"]) == 4
         assert_error(httpx.post(f"{url}/predict", json={}, timeout=10), 400, "INVALID_REQUEST")
+
+        # 20 clients at once: each gets its own digit's answer; passes are shared.
+        def one(i: int) -> int:
+            answer = httpx.post(f"{url}/predict", json={"image": RAW[i]}, timeout=30)
+            return answer.json()["prediction"]
+
+        alone = [one(i) for i in range(len(RAW))]
+        before = httpx.get(f"{url}/v1/stats", timeout=5).json()
+        with ThreadPoolExecutor(len(RAW)) as pool:
+            together = list(pool.map(one, range(len(RAW))))
+        after = httpx.get(f"{url}/v1/stats", timeout=5).json()
+        assert together == alone
+        assert after["requests"] - before["requests"] == len(RAW)
+        assert after["images"] - before["images"] == len(RAW)
+        assert after["forward_passes"] - before["forward_passes"] <= len(RAW)
     finally:
         proc.terminate()
         proc.wait(30)

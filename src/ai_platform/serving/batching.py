@@ -1,0 +1,93 @@
+"""Dynamic batching: predictions that arrive together share one forward pass.
+
+A forward pass over 8 images costs little more than over one, so under concurrent load the
+model server answers several requests per pass, as Ray Serve's ``@serve.batch`` and KServe's
+batcher do. Unlike those, nothing waits for a batch to fill: a request that finds the model
+idle runs at once (no added latency for a lone client), and the requests that arrive while a
+pass runs form the next one. Passes run one at a time on a dedicated thread, so the event loop
+keeps parsing and answering HTTP on the other core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+Forward = Callable[[Sequence[np.ndarray]], list[dict[str, Any]]]
+_Entry = tuple[Sequence[np.ndarray], "asyncio.Future[list[dict[str, Any]]]"]
+
+
+class Batcher:
+    """Queue requests' images and run them through ``forward`` in as few passes as possible.
+
+    Args:
+        forward: classifies a batch of images, one result per image, in order.
+        max_images: the most images one pass takes from the queue; a single request larger
+            than this still runs, alone.
+    """
+
+    def __init__(self, forward: Forward, max_images: int = 256) -> None:
+        self.forward = forward
+        self.max_images = max_images
+        self._queue: deque[_Entry] = deque()
+        self._draining = False
+        self._drainer: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self.passes = 0  # forward passes run; with ``requests``, how much batching happened
+        self.requests = 0
+        self.images = 0
+
+    async def predict(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        """Results for ``images``, computed in a pass shared with concurrent requests."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        self._queue.append((images, future))
+        if not self._draining:
+            self._draining = True
+            self._drainer = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, size = [], 0
+                while self._queue and (
+                    not batch or size + len(self._queue[0][0]) <= self.max_images
+                ):
+                    entry = self._queue.popleft()
+                    batch.append(entry)
+                    size += len(entry[0])
+                self.passes += 1
+                self.requests += len(batch)
+                self.images += size
+                await self._run(loop, batch)
+        finally:
+            self._draining = False
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Entry]) -> None:
+        images = [image for entry_images, _ in batch for image in entry_images]
+        try:
+            results = await loop.run_in_executor(self._thread, self.forward, images)
+        except Exception as exc:
+            if len(batch) > 1:  # one request's failure must not fail the others
+                for entry in batch:
+                    await self._run(loop, [entry])
+                return
+            _, future = batch[0]
+            if not future.done():
+                future.set_exception(exc)
+            return
+        start = 0
+        for entry_images, future in batch:
+            if not future.done():  # the client may have gone (cancelled)
+                future.set_result(results[start : start + len(entry_images)])
+            start += len(entry_images)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
