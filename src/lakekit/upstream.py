@@ -96,7 +96,8 @@ class UpstreamPool:
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if now - conn.idle_since < self.idle_seconds and not conn.reader.at_eof():
+            fresh = now - conn.idle_since < self.idle_seconds
+            if fresh and not conn.reader.at_eof() and not conn.writer.is_closing():
                 return conn
             conn.close()
         return None
