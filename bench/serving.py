@@ -254,7 +254,10 @@ def run(ctx: Context) -> AreaResult:
             "bare": f"{bare.url}/predict",
         }
         answers = check_same_answers(urls, b64(digits[0]))
+        stats_url = f"{service['endpoint']}/v1/stats"
+        before = httpx.get(stats_url, timeout=10).json()
         single, rounds = measure_single(ctx, urls, bodies, full=3, budget_s=100)
+        after = httpx.get(stats_url, timeout=10).json()
         batch_urls = {"service": urls["service"], "platform": urls["platform"]}
         batches = 3 if quick else 12
         batch = measure_batch(batch_urls, model_path, digits[:BATCH_SIZE], batches, rounds)
@@ -262,6 +265,18 @@ def run(ctx: Context) -> AreaResult:
         bare.stop()
         platform.delete_service(service["id"])
     rows = single_rows("serving", single, {"service": SERVICE_RPS, "platform": ROUTE_RPS})
+    passes = after["forward_passes"] - before["forward_passes"]
+    images = after["images"] - before["images"]
+    rows.append(
+        Row(
+            "serving",
+            "model server: images per forward pass (single-image runs)",
+            "img/pass",
+            images / passes if passes else None,
+            note=f"{images:,} images in {passes:,} passes over every concurrency and round, "
+            "through both paths (dynamic batching; 1.0 would mean none)",
+        )
+    )
     for name, target in (("service", BATCH), ("platform", None)):
         rows.append(
             Row(
