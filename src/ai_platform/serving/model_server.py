@@ -100,8 +100,9 @@ class BodyLimit:
     """Refuse bodies over ``limit`` bytes (413) before they are read into memory.
 
     Pure ASGI, not BaseHTTPMiddleware: it costs one header lookup per request. A chunked body
-    (no Content-Length) is counted as it streams in and cut off past the limit; FastAPI then
-    reports it as a body it could not read (400).
+    (no Content-Length) is counted as it streams in and cut off past the limit: the route
+    reading it fails with 413 (a route that parses its body through FastAPI gets a 400, a body
+    it could not read).
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
