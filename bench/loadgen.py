@@ -1,7 +1,7 @@
 """A closed-loop HTTP load generator: N concurrent workers, a fixed number of POSTs.
 
-Uses ``aiohttp`` (an established async client, installed with the ``ray`` extra that
-``make setup`` includes) and falls back to ``httpx.AsyncClient`` (a core dependency). Each of
+Uses ``aiohttp`` (an established async client, in the ``dev`` and ``ray`` extras that ``make
+setup`` installs) and falls back to ``httpx.AsyncClient`` (a core dependency). Each of
 ``concurrency`` workers sends its next request as soon as the previous answer is read, over
 one keep-alive connection each; latency is measured per request from send to the last byte
 of the answer. A warm-up (not counted) opens the connections and warms the server first.
