@@ -28,12 +28,11 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ai_platform.serving.batching import Batcher
 from ai_platform.serving.predictor import RAW_BYTES, Predictor, decode_image
-from lakekit.errors import InvalidRequest, PayloadTooLarge, PlatformError
-from lakekit.http import error_response, install_error_handlers
+from lakekit.errors import InvalidRequest, PlatformError
+from lakekit.http import Guard, install_error_handlers
 from lakekit.procs import PARENT_ENV
 
 log = logging.getLogger(__name__)
@@ -96,54 +95,15 @@ def _decode_all(images: list[str], single: bool) -> list[np.ndarray]:
     return decoded
 
 
-class BodyLimit:
-    """Refuse bodies over ``limit`` bytes (413) before they are read into memory.
-
-    Pure ASGI, not BaseHTTPMiddleware: it costs one header lookup per request. A chunked body
-    (no Content-Length) is counted as it streams in and cut off past the limit: the route
-    reading it fails with 413 (a route that parses its body through FastAPI gets a 400, a body
-    it could not read).
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.limit:
-                    await self._refuse(scope, receive, send)
-                    return
-                await self.app(scope, receive, send)
-                return
-        # No length given (chunked): count as the body streams in.
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise PayloadTooLarge(f"request body is over {self.limit} bytes")
-            return message
-
-        await self.app(scope, counted, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = PayloadTooLarge(f"request body is over {self.limit} bytes")
-        await error_response(error)(scope, receive, send)
-
-
-def create_model_app(model_path: str, device: str = "cpu") -> FastAPI:
+def create_model_app(
+    model_path: str, device: str = "cpu", max_body_bytes: int = MAX_BODY_BYTES
+) -> FastAPI:
     """The model server's app, with the model loaded (so a bad path fails here, at start).
 
     Args:
         model_path: the model record's Lance path.
         device: torch device, e.g. "cpu".
+        max_body_bytes: larger request bodies are refused with 413 before they are read.
 
     Raises:
         ModelNotFound: nothing at ``model_path``.
@@ -154,7 +114,8 @@ def create_model_app(model_path: str, device: str = "cpu") -> FastAPI:
     name = info.get("name") or os.path.basename(model_path)
     app = FastAPI(title=f"model server: {name}", version=str(info.get("version")))
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    # The platform's own guard, without an API key: services bind loopback, behind the platform.
+    app.add_middleware(Guard, api_key=None, max_body_bytes=max_body_bytes)
     app.state.predictor = predictor
     metadata = {**info, "device": device}
     batcher = Batcher(predictor.predict, max_images=MAX_BATCH)
