@@ -35,8 +35,7 @@ class Batcher:
         self.forward = forward
         self.max_images = max_images
         self._queue: deque[_Entry] = deque()
-        self._draining = False
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None  # runs while the queue has entries
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="forward")
         self.passes = 0  # forward passes run; with ``requests``, how much batching happened
         self.requests = 0
@@ -47,28 +46,22 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
         self._queue.append((images, future))
-        if not self._draining:
-            self._draining = True
+        if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            while self._queue:
-                batch, size = [], 0
-                while self._queue and (
-                    not batch or size + len(self._queue[0][0]) <= self.max_images
-                ):
-                    entry = self._queue.popleft()
-                    batch.append(entry)
-                    size += len(entry[0])
-                self.passes += 1
-                self.requests += len(batch)
-                self.images += size
-                await self._run(loop, batch)
-        finally:
-            self._draining = False
+        while self._queue:
+            batch, size = [], 0
+            while self._queue and (not batch or size + len(self._queue[0][0]) <= self.max_images):
+                entry = self._queue.popleft()
+                batch.append(entry)
+                size += len(entry[0])
+            self.passes += 1
+            self.requests += len(batch)
+            self.images += size
+            await self._run(loop, batch)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Entry]) -> None:
         images = [image for entry_images, _ in batch for image in entry_images]

@@ -54,7 +54,6 @@ class ServingManager:
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._monitor: threading.Thread | None = None
-        self.upstream_timeout = upstream_timeout
         # Idle connections are dropped before uvicorn's 5 s keep-alive closes them.
         self._upstream = UpstreamPool(upstream_timeout, idle_seconds=2.0)
 
