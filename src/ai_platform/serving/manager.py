@@ -7,6 +7,7 @@ same port (their status reads ``starting`` until the model has loaded).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -232,10 +233,9 @@ class ServingManager:
         CPU is what the platform route adds to every prediction.
         """
         service = self._ready(service_id)
-        url = urlsplit(service.endpoint)
-        path = f"{url.path.rstrip('/')}/predict"
+        host, port, path = _predict_target(service.endpoint)
         try:
-            return await self._upstream.post(url.hostname or "", url.port or 80, path, body)
+            return await self._upstream.post(host, port, path, body)
         except UpstreamError as exc:
             self._ready(service_id)  # a dead server is reported as such
             raise ServiceUnavailable(
@@ -244,3 +244,10 @@ class ServingManager:
 
     async def aclose(self) -> None:
         await self._upstream.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _predict_target(endpoint: str) -> tuple[str, int, str]:
+    """Host, port and predict path of a service endpoint (parsed once, not per request)."""
+    url = urlsplit(endpoint)
+    return url.hostname or "", url.port or 80, f"{url.path.rstrip('/')}/predict"
