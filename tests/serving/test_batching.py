@@ -58,14 +58,32 @@ def test_concurrent_requests_share_passes_and_keep_their_order() -> None:
 
 
 def test_a_lone_request_does_not_wait_for_company() -> None:
-    batcher = Batcher(RecordingForward())
+    """No batching window: a request that finds the model idle forms its pass within a few turns
+    of the event loop, and one arriving during that pass runs in the next."""
+    forward = RecordingForward()
+    entered = threading.Event()
+    release = threading.Event()
 
-    async def main() -> float:
-        started = time.perf_counter()
-        await batcher.predict([image(1)])
-        return time.perf_counter() - started
+    def gated(images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        entered.set()
+        assert release.wait(30)
+        return forward(images)
 
-    assert asyncio.run(main()) < 0.05
+    batcher = Batcher(gated)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(batcher.predict([image(1)]))
+        for _ in range(3):  # a few turns of the loop, no clock time: no timer can have fired
+            await asyncio.sleep(0)
+        assert batcher.passes == 1  # the lone request is already in a pass of its own
+        assert await asyncio.to_thread(entered.wait, 30)
+        second = asyncio.ensure_future(batcher.predict([image(2)]))
+        await asyncio.sleep(0)
+        release.set()
+        assert await first == [{"pixel": 1}] and await second == [{"pixel": 2}]
+
+    asyncio.run(main())
+    assert forward.sizes == [1, 1]
     batcher.close()
 
 
