@@ -100,7 +100,7 @@ class RunningPlatform:
 
     def __init__(self, lab: Lab, runtime: str) -> None:
         from ai_platform.launcher import Platform  # pydantic settings: only when needed
-        from ai_platform.serving.backend import free_port
+        from lakekit.net import free_port
 
         self.lab = lab
         self.runtime = runtime

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from typing import Any
 
 import httpx
 
+from lakekit.net import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_SCRIPTS = REPO / "tests" / "fixtures" / "scripts"
 MNIST_DIR = REPO / "data" / "raw" / "mnist"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:

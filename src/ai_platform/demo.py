@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ai_platform.launcher import Platform
-from ai_platform.serving.backend import free_port
+from lakekit.net import free_port
 
 MNIST = Path("data/raw/mnist")
 PREDICT_COUNT = 300

@@ -97,13 +97,20 @@ def kill_file_holders(directory: str | os.PathLike[str]) -> list[str]:
     return names
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux), so that nothing
-    the platform started outlives it; exit at once if the parent is already gone."""
+def set_pdeathsig() -> bool:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux); False where it
+    cannot. Safe as a ``preexec_fn`` (between fork and exec)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
+        return False
+    return True
+
+
+def die_with_parent() -> None:
+    """``set_pdeathsig``, so that nothing the platform started outlives it; exit at once if
+    the parent is already gone."""
+    if not set_pdeathsig():
         return
     parent = os.environ.get(PARENT_ENV)
     if parent and os.getppid() != int(parent):

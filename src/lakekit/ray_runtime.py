@@ -17,13 +17,11 @@ Nothing here imports ``ray`` at module level: Level 1 never needs it.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +29,8 @@ import threading
 import time
 from pathlib import Path
 
-from lakekit.procs import kill_file_holders, kill_marked, marked_processes
+from lakekit.net import free_port
+from lakekit.procs import kill_file_holders, kill_marked, marked_processes, set_pdeathsig
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +52,6 @@ OBJECT_STORE_MB = 300
 def use_loopback() -> None:
     """Keep this process's Ray on loopback; call before ``ray`` is first imported."""
     os.environ.update(LOOPBACK_ENV)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class LocalRay:
@@ -118,19 +104,19 @@ class LocalRay:
             "--block",
             "--node-ip-address=127.0.0.1",
             f"--temp-dir={self.temp_dir}",
-            f"--port={_free_port()}",
+            f"--port={free_port()}",
             f"--num-cpus={self.num_cpus}",
             "--num-gpus=0",
             f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
             "--include-dashboard=false",
-            f"--dashboard-port={_free_port()}",
-            f"--dashboard-agent-listen-port={_free_port()}",
-            f"--dashboard-agent-grpc-port={_free_port()}",
-            f"--runtime-env-agent-port={_free_port()}",
-            f"--metrics-export-port={_free_port()}",
-            f"--ray-client-server-port={_free_port()}",
-            f"--node-manager-port={_free_port()}",
-            f"--object-manager-port={_free_port()}",
+            f"--dashboard-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
             "--disable-usage-stats",
             "--log-style=record",
             "--log-color=false",
@@ -145,7 +131,7 @@ class LocalRay:
                 start_new_session=True,
                 # If whoever started the head is killed outright, the head goes too. (It
                 # takes no lock, so it is safe between fork and exec.)
-                preexec_fn=_die_with_parent,
+                preexec_fn=set_pdeathsig,
             )
         deadline = time.monotonic() + timeout
         # ray start writes the address file once GCS and raylet are up.
@@ -158,11 +144,6 @@ class LocalRay:
         self.address = address_file.read_text().strip()
         log.info("local Ray head at %s (temp dir %s)", self.address, self.temp_dir)
         return self
-
-    @property
-    def client_env(self) -> dict[str, str]:
-        """What a client process needs in its environment to join this head."""
-        return {AUTH_MODE_ENV: "token", TOKEN_PATH_ENV: str(self.token_path)}
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop every process of this head (and only those); remove the temp dir we made."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from ai_platform.records import Service
 from lakekit.errors import PortInUse
+from lakekit.net import free_port, port_is_free
 from lakekit.procs import PARENT_ENV, kill_marked, signal_group
 
 SERVICE_ENV = "AIP_SERVICE_ID"
@@ -54,22 +54,6 @@ class ServingBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the backend's runtime."""
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class LocalProcessBackend(ServingBackend):

@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from ray import serve
 from ray.serve.context import _get_global_client  # the port of a Serve already running
 from ray.serve.schema import ApplicationStatus
 
 from ai_platform.records import Service
-from ai_platform.serving.backend import ServingBackend, free_port
+from ai_platform.serving.backend import ServingBackend
 from ai_platform.settings import AIPlatformSettings
 from lakekit.errors import InvalidRequest, PlatformError
+from lakekit.net import free_port
 from lakekit.ray_runtime import RayConnection
+from ray import serve
 
 log = logging.getLogger(__name__)
 
