@@ -43,7 +43,6 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
             settings.state_dir,
             client,
             make_backend(settings),
-            settings.serving_host,
             settings.serving_start_timeout,
             settings.upstream_timeout,
         )

@@ -54,15 +54,3 @@ class DataPlatformSettings(BaseSettings):
     @property
     def task_daft_runner(self) -> str:
         return self.daft_runner or ("ray" if self.runtime == "ray" else "native")
-
-    @property
-    def datasets_dir(self) -> Path:
-        return self.lake_root / "datasets"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.lake_root / "models"
-
-    @property
-    def system_dir(self) -> Path:
-        return self.lake_root / "_system"

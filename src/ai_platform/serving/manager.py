@@ -41,14 +41,12 @@ class ServingManager:
         state_dir: Path,
         client: DataPlatformClient,
         backend: ServingBackend,
-        host: str,
         start_timeout: float,
         upstream_timeout: float,
     ) -> None:
         self.state_dir = state_dir
         self.client = client
         self.backend = backend
-        self.host = host
         self.start_timeout = start_timeout
         self.table = RecordTable(state_dir / "services.lance")
         self._services: dict[str, Service] = {}

@@ -156,7 +156,6 @@ class Predictor:
             self._std > 0
         ):
             raise InvalidRequest(f"{self.model_path}: bad normalisation in input spec {spec}")
-        self.labels = list(self.model.labels)
 
     @property
     def info(self) -> dict[str, Any]:
