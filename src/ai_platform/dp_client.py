@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -22,13 +22,19 @@ class DataPlatformClient:
         self._http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self._checked(lambda: self._http.request(method, path, **kwargs))
+
+    def _checked(self, send: Callable[[], httpx.Response]) -> httpx.Response:
+        """``send()``'s response, or the Data Platform's error raised as ours."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = send()
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(
                 f"the Data Platform at {self.base_url} is unreachable: {type(exc).__name__}"
             ) from exc
         if response.status_code >= 400:
+            response.read()  # a streamed response: its error body
+            response.close()
             try:
                 body = response.json()
             except ValueError:
@@ -86,14 +92,7 @@ class DataPlatformClient:
         request = self._http.build_request(
             "GET", f"/api/v1/tasks/{task_id}/logs", params=params, timeout=None
         )
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"the Data Platform is unreachable: {exc}") from exc
-        if response.status_code >= 400:
-            response.read()
-            response.close()
-            raise error_from_response(response.status_code, response.json())
+        response = self._checked(lambda: self._http.send(request, stream=True))
 
         def chunks() -> Iterator[bytes]:
             try:

@@ -105,5 +105,6 @@ class JobManager:
         if not task_id.startswith(self.spec.prefix + "-"):
             raise TaskNotFound(f"Task '{task_id}' does not exist")
         task = self.client.get_task(task_id)
-        self._view(task)  # 404 when it is another kind of task
+        if task.get("kind") != self.spec.kind:
+            raise TaskNotFound(f"Task '{task_id}' does not exist")
         return task
