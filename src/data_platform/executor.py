@@ -204,6 +204,8 @@ class ChildProcess:
         self.pid = self.proc.pid
         assert self.proc.stdout is not None
         self._pump = _LogPump(self.proc.stdout, spec.log_path, spec.log_max_bytes)
+        self._reap_lock = threading.Lock()
+        self._reaped = False
         self._pump.start()
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -224,11 +226,17 @@ class ChildProcess:
         self.reap()
 
     def reap(self) -> None:
-        # Grandchildren may linger after the child returned; they must not outlive the task.
-        signal_group(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        kill_task_processes(self.spec.task_id)
-        self._pump.join(timeout=5)
+        """Kill what is left of the task's tree and finish its log, once; a second caller (a
+        cancel racing the end) waits for the first to finish."""
+        with self._reap_lock:
+            if self._reaped:
+                return
+            # Grandchildren may linger after the child returned; they must not outlive the task.
+            signal_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            kill_task_processes(self.spec.task_id)
+            self._pump.join(timeout=5)
+            self._reaped = True
 
 
 class LocalExecution(Execution):

@@ -75,6 +75,7 @@ class TaskManager:
         self._cond = threading.Condition(threading.RLock())
         self._closed = False
         self._stop = threading.Event()
+        self._compacting = threading.Lock()  # held by the one compaction thread running
         self._dispatcher: threading.Thread | None = None
         self._workers: set[threading.Thread] = set()
 
@@ -353,7 +354,9 @@ class TaskManager:
 
     def _save(self, task: Task) -> None:
         self.lake.save_tasks(task)
-        if self.lake.tasks.commits_since_compact >= self.settings.compact_every_commits:
+        due = self.lake.tasks.commits_since_compact >= self.settings.compact_every_commits
+        # One compaction at a time: saves that land before it resets the count start none.
+        if due and self._compacting.acquire(blocking=False):
             threading.Thread(target=self._compact, name="compact", daemon=True).start()
 
     def _compact(self) -> None:
@@ -361,6 +364,8 @@ class TaskManager:
             self.lake.tasks.compact()
         except Exception:  # housekeeping must never take the service down
             log.exception("compacting task records failed")
+        finally:
+            self._compacting.release()
 
     # -- scheduling ----------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ class Lake:
     # -- datasets ------------------------------------------------------------------------
 
     def list_datasets(self) -> list[Dataset]:
-        return [d for d in self._scan("datasets", self._describe_dataset) if d is not None]
+        return self._scan("datasets", self._describe_dataset)
 
     def get_dataset(self, name: str) -> Dataset:
         ds = self._open("datasets", name, DatasetNotFound)
@@ -83,7 +83,7 @@ class Lake:
     # -- models --------------------------------------------------------------------------
 
     def list_models(self) -> list[Model]:
-        return [m for m in self._scan("models", self._describe_model) if m is not None]
+        return self._scan("models", self._describe_model)
 
     def get_model(self, name: str) -> Model:
         ds = self._open("models", name, ModelNotFound)
@@ -104,8 +104,8 @@ class Lake:
         """
         from lakekit import modelrec
 
-        name = Path(model_path).name.removesuffix(".lance")
-        source = modelrec.read_model_info(str(model_path)).get("source") or {}
+        info = modelrec.read_model_info(str(model_path))
+        source = info.get("source") or {}
         src_path, version = source.get("path"), source.get("version")
         if (
             not src_path
@@ -114,7 +114,7 @@ class Lake:
         ):
             return None
         ds = lance.dataset(str(src_path))
-        tag = f"{_PIN_PREFIX}{name}-v{lance.dataset(str(model_path)).version}"
+        tag = f"{_PIN_PREFIX}{modelrec.model_name(model_path)}-v{info['version']}"
         ds.tags.create(tag, int(version))
         return tag
 
