@@ -50,7 +50,6 @@ class PeakSampler:
         self.var, self.value = var, value
         self.interval, self.rescan = interval, rescan
         self.peak_bytes = 0
-        self.pids_seen: set[int] = set()
         self._hwm: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
@@ -62,7 +61,6 @@ class PeakSampler:
             if now - last_scan >= self.rescan:
                 for pid in marked_processes(self.var, self.value):
                     self._hwm.setdefault(pid, 0)
-                    self.pids_seen.add(pid)
                 last_scan = now
             for pid in list(self._hwm):
                 hwm = vm_hwm_bytes(pid)
@@ -88,10 +86,7 @@ class PeakSampler:
 class ProcessRun:
     wall_s: float
     peak_rss_bytes: int
-    ru_maxrss_bytes: int  # the kernel's own figure for the child, as a cross-check
-    returncode: int
     stdout: str
-    stderr: str
 
     def json(self) -> Any:
         """The last stdout line, parsed: how the baselines report what they measured."""
@@ -140,20 +135,17 @@ def run_bare(
         timer = threading.Timer(timeout, kill)
         timer.start()
         try:
-            # wait4, not Popen.wait: it also gives the child's own rusage (ru_maxrss).
-            _, status, usage = os.wait4(proc.pid, 0)
+            returncode = proc.wait()
         finally:
             timer.cancel()
             if sample_rss:
                 sampler.stop()
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if expired.is_set():
         raise RuntimeError(f"{module} ran past {timeout:g} s")
-    if proc.returncode != 0:
-        raise RuntimeError(f"{module} exited with {proc.returncode}: {stderr[-2000:]}")
-    # ru_maxrss is in KiB on Linux.
-    return ProcessRun(wall, sampler.peak_bytes, usage.ru_maxrss * 1024, 0, stdout, stderr)
+    if returncode != 0:
+        raise RuntimeError(f"{module} exited with {returncode}: {stderr[-2000:]}")
+    return ProcessRun(wall, sampler.peak_bytes, stdout)
