@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP) ## Create .venv and install the pinned dependencies (idempotent)
 
 up: setup ## Start the whole platform in the foreground (Level 2: DP_RUNTIME=ray AIP_RUNTIME=ray)
-	$(BIN)/python -m ai_platform.launcher
+	$(BIN)/python -m lakestack.launcher
 
 demo: setup ## Run the MNIST lifecycle (ingest, train, serve, predict) through the REST API
-	$(BIN)/python -m ai_platform.demo
+	$(BIN)/python -m lakestack.demo
 
 test: setup ## Run the whole test suite
 	$(BIN)/python -m pytest -q

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from bench.measure import PeakSampler
-from lakekit.procs import kill_file_holders
+from serverkit.procs import kill_file_holders
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO / "data" / "raw" / "mnist"
@@ -96,11 +96,11 @@ class Lab:
 
 
 class RunningPlatform:
-    """Both services, started by ``ai_platform.launcher.Platform``; a context manager."""
+    """Both services, started by ``lakestack.launcher.Platform``; a context manager."""
 
     def __init__(self, lab: Lab, runtime: str) -> None:
-        from ai_platform.launcher import Platform  # pydantic settings: only when needed
-        from lakekit.net import free_port
+        from lakestack.launcher import Platform  # pydantic settings: only when needed
+        from serverkit.net import free_port
 
         self.lab = lab
         self.runtime = runtime

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lakekit.procs import marked_processes
+from serverkit.procs import marked_processes
 
 BARE_MARKER = "BENCH_RUN_ID"
 REPO = Path(__file__).resolve().parents[1]

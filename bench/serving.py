@@ -62,7 +62,7 @@ class BareServer:
     """``python -m bench.bare_server`` on a free port, until ``stop``."""
 
     def __init__(self, model_path: Path, log_path: Path) -> None:
-        from lakekit.net import free_port
+        from serverkit.net import free_port
 
         self.port = free_port("127.0.0.1")
         self.url = f"http://127.0.0.1:{self.port}"

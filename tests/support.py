@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from lakekit.net import free_port
+from serverkit.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_SCRIPTS = REPO / "tests" / "fixtures" / "scripts"

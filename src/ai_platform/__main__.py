@@ -6,7 +6,7 @@ import logging
 
 from ai_platform.app import create_app
 from ai_platform.settings import AIPlatformSettings
-from lakekit.http import serve
+from serverkit.http import serve
 
 
 def main() -> None:

@@ -16,12 +16,12 @@ from ai_platform.jobs import INGESTION, TRAINING, JobManager
 from ai_platform.serving.backend import LocalProcessBackend, ServingBackend
 from ai_platform.serving.manager import ServingManager
 from ai_platform.settings import AIPlatformSettings
-from lakekit.http import Guard, install_error_handlers
+from serverkit.http import Guard, install_error_handlers
 
 
 def make_backend(settings: AIPlatformSettings) -> ServingBackend:
     if settings.runtime == "ray":
-        from lakekit.ray_runtime import use_loopback
+        from serverkit.ray_runtime import use_loopback
 
         use_loopback()  # before ray is imported
         from ai_platform.serving.ray_backend import RayServeBackend  # optional extra

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from lakekit.errors import PlatformError, UpstreamUnavailable, error_from_response
+from lakeapi.errors import PlatformError, UpstreamUnavailable, error_from_response
 
 
 class DataPlatformClient:

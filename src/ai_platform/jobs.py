@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ai_platform.dp_client import DataPlatformClient
-from ai_platform.records import IngestionTask, Job, JobCreate, TrainingTask
-from lakekit.errors import TaskNotFound
-from lakekit.ids import check_name, new_id
+from lakeapi.errors import TaskNotFound
+from lakeapi.names import check_name, new_id
+from lakeapi.schemas import IngestionTask, Job, JobCreate, TrainingTask
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class JobManager:
             raise TaskNotFound(f"Task '{task.get('id')}' does not exist")
         data = {
             "id": task["id"],
+            "kind": self.spec.kind,
             "name": task.get("name") or "",
             "status": task["status"],
             "input": self._user_input(task.get("input", "")),

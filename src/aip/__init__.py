@@ -14,7 +14,7 @@
     service = client.services.create("digits", "mnist_cnn")
     print(service.predict("seven.png").prediction)
 
-Server errors are the ``lakekit.errors`` classes with the server's ``code``; see
+Server errors are the ``lakeapi.errors`` classes with the server's ``code``; see
 :mod:`aip.errors`.
 """
 

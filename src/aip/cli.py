@@ -426,7 +426,7 @@ Command = Callable[[Context], int]
 
 
 def cmd_up(ctx: Context) -> int:
-    from ai_platform.launcher import main as launch  # only this command needs the servers
+    from lakestack.launcher import main as launch  # only this command needs the servers
 
     return launch()
 

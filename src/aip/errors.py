@@ -2,7 +2,7 @@
 
 Two families:
 
-* Errors the platform answered with are rebuilt as the ``lakekit.errors`` classes the server
+* Errors the platform answered with are rebuilt as the ``lakeapi.errors`` classes the server
   raised, so ``err.code`` is the server's code (``DATASET_NOT_FOUND``, ``TASK_ALREADY_RUNNING``,
   ...) and ``except DatasetNotFound`` / ``except NotFound`` / ``except Conflict`` work.
   :class:`PlatformUnreachable` (code ``UPSTREAM_UNAVAILABLE``) is raised when no answer came.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lakekit.errors import (
+from lakeapi.errors import (
     STATUS_BY_CODE,
     Conflict,
     DatasetNotFound,

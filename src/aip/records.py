@@ -1,20 +1,22 @@
 """Typed views of what the platform answers; every one keeps the decoded JSON as ``.raw``.
 
-Unknown fields are kept (``extra="allow"``), so a newer server never breaks an older SDK.
+The fields are the wire schemas of :mod:`lakeapi.schemas`, defined once for the servers and
+the SDK. Unknown fields are kept here (``extra="allow"``), so a newer server never breaks an
+older SDK.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, PrivateAttr
+
+from lakeapi import schemas
 
 TERMINAL = ("completed", "failed")
 
 
-class Record(BaseModel):
-    # protected_namespaces=(): fields such as ``model_version`` are the server's names.
+class Record(schemas.Record):
     model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
 
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -32,77 +34,36 @@ class Record(BaseModel):
         return self._raw
 
 
-class Dataset(Record):
-    id: str
-    path: str
-    schema_: dict[str, str] = Field(default_factory=dict, alias="schema")
-    num_rows: int
-    size_bytes: int
-    version: int
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+class Dataset(Record, schemas.Dataset):
+    pass
 
 
-class DatasetVersion(Record):
-    version: int
-    timestamp: datetime | None = None
-    num_rows: int | None = None
+class DatasetVersion(Record, schemas.DatasetVersion):
+    pass
 
 
-class Model(Record):
-    id: str
-    path: str
-    version: int
-    size_bytes: int
-    weights_bytes: int
-    created_at: datetime | None = None
-    architecture: str | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    params: dict[str, Any] = Field(default_factory=dict)
-    history: list[dict[str, Any]] = Field(default_factory=list, description="One per epoch.")
-    source: dict[str, Any] = Field(default_factory=dict)
-    input_spec: dict[str, Any] = Field(default_factory=dict)
-    info: dict[str, Any] = Field(default_factory=dict)
+class Model(Record, schemas.Model):
+    pass
 
 
-class TaskFailure(Record):
+class TaskFailure(Record, schemas.TaskError):
     """Why a task failed."""
 
-    reason: str
-    type: str | None = None
     message: str = ""
 
     def describe(self) -> str:
         """``reason: Type: message`` without the parts that are empty."""
         message = "" if self.message == self.reason else self.message  # "cancelled: cancelled"
         detail = f"{self.type}: {message}" if self.type else message
-        return f"{self.reason}: {detail}" if detail else self.reason
+        return f"{self.reason}: {detail}" if detail else str(self.reason)
 
 
-class Task(Record):
-    """An ingestion task (``ingest-…``, result in ``stats``) or training task (``train-…``)."""
+class Task(Record, schemas.Job):
+    """An ingestion task (result in ``stats``) or training task (result in ``metrics``)."""
 
-    id: str
-    name: str
-    status: str
-    input: str
-    script: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    output: str
-    created_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
     error: TaskFailure | None = None
-    progress: dict[str, Any] | None = None
-    history: list[dict[str, Any]] = Field(default_factory=list)
     stats: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
-
-    @property
-    def kind(self) -> str:
-        """``ingestion`` or ``training``, from the id."""
-        return "training" if self.id.startswith("train-") else "ingestion"
 
     @property
     def finished(self) -> bool:
@@ -125,25 +86,11 @@ class Task(Record):
         return (self.completed_at - self.started_at).total_seconds()
 
 
-class Service(Record):
+class Service(Record, schemas.Service):
     """An inference service (``serve-…``)."""
 
-    id: str
-    name: str
-    model: str
-    model_version: int | None = None
-    device: str = "cpu"
-    port: int
-    status: str
-    endpoint: str
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    error: str | None = None
+    model_path: str = ""
 
 
-class Prediction(Record):
+class Prediction(Record, schemas.Prediction):
     """One image's answer: the digit, its probability, and all ten probabilities."""
-
-    prediction: int
-    confidence: float
-    probabilities: list[float] = Field(default_factory=list)

@@ -6,7 +6,7 @@ import logging
 
 from data_platform.app import create_app
 from data_platform.settings import DataPlatformSettings
-from lakekit.http import serve
+from serverkit.http import serve
 
 
 def main() -> None:

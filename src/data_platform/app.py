@@ -12,12 +12,12 @@ from data_platform.executor import Executor, LocalExecutor
 from data_platform.manager import TaskManager
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
-from lakekit.http import Guard, install_error_handlers
+from serverkit.http import Guard, install_error_handlers
 
 
 def make_executor(settings: DataPlatformSettings) -> Executor:
     if settings.runtime == "ray":
-        from lakekit.ray_runtime import use_loopback
+        from serverkit.ray_runtime import use_loopback
 
         use_loopback()  # before ray is imported
         from data_platform.ray_executor import RayExecutor  # Ray is an optional extra

@@ -19,7 +19,7 @@ import traceback
 from types import ModuleType
 from typing import Any
 
-from lakekit.procs import die_with_parent
+from serverkit.procs import die_with_parent
 
 RESULT_ENV = "LAKEKIT_RESULT_FILE"
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from data_platform.child import RESULT_ENV
-from data_platform.records import FailureReason, TaskError
-from lakekit.procs import PARENT_ENV, kill_marked, marked_processes, signal_group
+from lakeapi.schemas import FailureReason, TaskError
 from lakekit.progress import ENV_VAR as PROGRESS_ENV
+from serverkit.procs import PARENT_ENV, kill_marked, marked_processes, signal_group
 
 TASK_ENV = "LAKEKIT_TASK_ID"
 

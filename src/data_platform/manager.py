@@ -24,19 +24,9 @@ from data_platform.executor import (
     RunSpec,
     kill_task_processes,
 )
-from data_platform.records import (
-    TRANSITIONS,
-    FailureReason,
-    Task,
-    TaskCreate,
-    TaskError,
-    TaskStatus,
-    utcnow,
-)
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
-from lakekit import progress
-from lakekit.errors import (
+from lakeapi.errors import (
     DatasetNotFound,
     InvalidRequest,
     ModelNotFound,
@@ -47,8 +37,18 @@ from lakekit.errors import (
     TaskAlreadyRunning,
     TaskNotFound,
 )
-from lakekit.ids import new_id
-from lakekit.procs import tree_rss_bytes
+from lakeapi.names import new_id
+from lakeapi.schemas import (
+    TRANSITIONS,
+    FailureReason,
+    Task,
+    TaskCreate,
+    TaskError,
+    TaskStatus,
+    utcnow,
+)
+from lakekit import progress
+from serverkit.procs import tree_rss_bytes
 
 log = logging.getLogger(__name__)
 

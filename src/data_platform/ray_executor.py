@@ -18,9 +18,9 @@ import os
 import signal
 from pathlib import Path
 
-import ray
 from ray.exceptions import RayError
 
+import ray
 from data_platform.executor import (
     ChildProcess,
     Execution,
@@ -30,9 +30,9 @@ from data_platform.executor import (
     kill_task_processes,
     read_outcome,
 )
-from data_platform.records import FailureReason, TaskError
 from data_platform.settings import DataPlatformSettings
-from lakekit.ray_runtime import RayConnection, auth_env
+from lakeapi.schemas import FailureReason, TaskError
+from serverkit.ray_runtime import RayConnection, auth_env
 
 _POLL_SECONDS = 0.1
 _FORCE_AFTER_SECONDS = 5.0  # past the grace, before a graceful cancel gives way to force

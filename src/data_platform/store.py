@@ -19,10 +19,10 @@ from typing import Any
 import lance
 import pyarrow as pa
 
-from data_platform.records import Dataset, DatasetVersion, Model, Task
-from lakekit.errors import DatasetNotFound, InvalidRequest, ModelNotFound, NotFound
-from lakekit.ids import check_name
-from lakekit.recordstore import RecordTable
+from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound, NotFound
+from lakeapi.names import check_name
+from lakeapi.schemas import Dataset, DatasetVersion, Model, Task
+from serverkit.recordstore import RecordTable
 
 KINDS = ("datasets", "models")
 _PIN_PREFIX = "model-"

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import lance
 import pyarrow as pa
 
-from lakekit.errors import InvalidRequest, ModelNotFound
+from lakeapi.errors import InvalidRequest, ModelNotFound
 
 if TYPE_CHECKING:
     import torch

@@ -21,8 +21,8 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from lakeapi.errors import DatasetNotFound
 from lakekit import modelrec, progress
-from lakekit.errors import DatasetNotFound
 
 log = logging.getLogger(__name__)
 

@@ -109,6 +109,7 @@ def test_describe_progress_knows_training_and_ingestion_points():
         return Task.model_validate(
             {
                 "id": "train-1",
+                "kind": "training",
                 "name": "t",
                 "status": "running",
                 "input": "i",
@@ -130,9 +131,9 @@ def test_describe_progress_knows_training_and_ingestion_points():
 
 
 def test_up_runs_the_launcher(monkeypatch: pytest.MonkeyPatch):
-    import ai_platform.launcher
+    import lakestack.launcher
 
-    monkeypatch.setattr(ai_platform.launcher, "main", lambda: 0)
+    monkeypatch.setattr(lakestack.launcher, "main", lambda: 0)
     assert main(["up"]) == 0
 
 

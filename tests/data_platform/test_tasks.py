@@ -162,7 +162,7 @@ def test_symlink_out_of_scripts_root_is_400(tmp_path):
     from data_platform.manager import TaskManager
     from data_platform.settings import DataPlatformSettings
     from data_platform.store import Lake
-    from lakekit.errors import InvalidRequest
+    from lakeapi.errors import InvalidRequest
 
     scripts = tmp_path / "scripts"
     scripts.mkdir()

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ai_platform.demo import load_test_digits
+from lakestack.demo import load_test_digits
 from tests.ai_platform.test_jobs import wait_job
 from tests.data_platform.test_errors import assert_error
 from tests.support import PlatformServers, pid_alive, wait_until

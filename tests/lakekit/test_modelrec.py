@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
+from lakeapi.errors import InvalidRequest, ModelNotFound
 from lakekit import modelrec
-from lakekit.errors import InvalidRequest, ModelNotFound
 
 SPEC = {"shape": [1, 28, 28], "dtype": "float32", "scale": 1 / 255, "mean": 0.1307, "std": 0.3081}
 LABELS = [str(i) for i in range(10)]

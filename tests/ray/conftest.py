@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lakekit.ray_runtime import LocalRay
+from serverkit.ray_runtime import LocalRay
 from tests.support import PlatformServers
 
 # Starting Ray, then the services with Ray and Serve, takes ~30-60 s on 2 cores.

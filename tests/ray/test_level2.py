@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from data_platform.executor import task_processes
-from lakekit.procs import marked_processes
-from lakekit.ray_runtime import HEAD_ENV, LocalRay
+from serverkit.procs import marked_processes
+from serverkit.ray_runtime import HEAD_ENV, LocalRay
 from tests.data_platform.test_errors import assert_error
 from tests.ray.conftest import START_TIMEOUT
 from tests.support import (

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 import torch
 
+from lakeapi.errors import DatasetNotFound
 from lakekit import modelrec, progress, training
-from lakekit.errors import DatasetNotFound
 from tests.lakekit.mnist_fixture import mnist_arrays, write_mnist_lance
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "training"

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ai_platform.serving import model_server
 from ai_platform.serving.model_server import MAX_BATCH, create_model_app
-from lakekit.errors import InvalidRequest, ModelNotFound
+from lakeapi.errors import InvalidRequest, ModelNotFound
 from tests.lakekit.mnist_fixture import mnist_arrays
 from tests.support import free_port, wait_until
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ai_platform.serving.predictor import MAX_PIXELS, Predictor, decode_image, normalize
-from lakekit.errors import InvalidRequest, ModelNotFound
+from lakeapi.errors import InvalidRequest, ModelNotFound
 from tests.lakekit.mnist_fixture import mnist_arrays
 
 DIGITS, LABELS = mnist_arrays("test", 200)

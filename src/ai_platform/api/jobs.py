@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from ai_platform.api.deps import Ingestion, Training
 from ai_platform.jobs import JobManager
-from ai_platform.records import IngestionTask, JobCreate, TrainingTask
+from lakeapi.schemas import IngestionTask, JobCreate, TrainingTask
 
 Status = Annotated[str | None, Query(pattern="^(pending|running|completed|failed)$")]
 Tail = Annotated[int | None, Query(ge=0, le=100000)]

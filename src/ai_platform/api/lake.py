@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from ai_platform.api.deps import Client
-from lakekit.ids import check_name
+from lakeapi.names import check_name
 
 datasets = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 models = APIRouter(prefix="/api/v1/models", tags=["models"])

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lakekit.errors import PlatformError
-from lakekit.http import send_error
+from lakeapi.errors import PlatformError
+from serverkit.http import send_error
 
 PREDICT_PATH = re.compile(r"/api/v1/inference-services/([^/]+)/predict")
 _JSON = [(b"content-type", b"application/json")]

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from ai_platform.api.deps import Serving
-from ai_platform.records import Service, ServiceCreate
+from lakeapi.schemas import Service, ServiceCreate
 
 router = APIRouter(prefix="/api/v1/inference-services", tags=["inference-services"])
 

@@ -15,10 +15,10 @@ import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from ai_platform.records import Service
-from lakekit.errors import PortInUse
-from lakekit.net import free_port, port_is_free
-from lakekit.procs import PARENT_ENV, kill_marked, signal_group
+from lakeapi.errors import PortInUse
+from lakeapi.schemas import Service
+from serverkit.net import free_port, port_is_free
+from serverkit.procs import PARENT_ENV, kill_marked, signal_group
 
 SERVICE_ENV = "AIP_SERVICE_ID"
 

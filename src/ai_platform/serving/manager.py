@@ -18,16 +18,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from ai_platform.dp_client import DataPlatformClient
-from ai_platform.records import Service, ServiceCreate, ServiceStatus
 from ai_platform.serving.backend import ServingBackend
-from lakekit.errors import (
+from lakeapi.errors import (
     ServiceAlreadyExists,
     ServiceNotFound,
     ServiceUnavailable,
 )
-from lakekit.ids import new_id
-from lakekit.recordstore import RecordTable
-from lakekit.upstream import UpstreamError, UpstreamPool
+from lakeapi.names import new_id
+from lakeapi.schemas import Service, ServiceCreate, ServiceStatus
+from serverkit.recordstore import RecordTable
+from serverkit.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ class ServingManager:
     async def predict(self, service_id: str, body: bytes) -> tuple[int, bytes]:
         """Forward a predict request as-is; the model server's status and body come back.
 
-        Through ``lakekit.upstream`` rather than a general client: on this hot path the hop's
+        Through ``serverkit.upstream`` rather than a general client: on this hot path the hop's
         CPU is what the platform route adds to every prediction.
         """
         service = self._ready(service_id)

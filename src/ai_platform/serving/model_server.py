@@ -31,9 +31,9 @@ from pydantic import BaseModel
 
 from ai_platform.serving.batching import Batcher
 from ai_platform.serving.predictor import RAW_BYTES, Predictor, decode_image
-from lakekit.errors import InvalidRequest, PlatformError
-from lakekit.http import Guard, install_error_handlers
-from lakekit.procs import PARENT_ENV
+from lakeapi.errors import InvalidRequest, PlatformError
+from serverkit.http import Guard, install_error_handlers
+from serverkit.procs import PARENT_ENV
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lakeapi.errors import InvalidRequest
 from lakekit import modelrec
-from lakekit.errors import InvalidRequest
 
 SIDE = 28
 RAW_BYTES = SIDE * SIDE

@@ -24,13 +24,13 @@ from fastapi import FastAPI
 from ray.serve.context import _get_global_client  # the port of a Serve already running
 from ray.serve.schema import ApplicationStatus
 
-from ai_platform.records import Service
 from ai_platform.serving.backend import ServingBackend
 from ai_platform.settings import AIPlatformSettings
-from lakekit.errors import InvalidRequest, PlatformError
-from lakekit.net import free_port
-from lakekit.ray_runtime import RayConnection
+from lakeapi.errors import InvalidRequest, PlatformError
+from lakeapi.schemas import Service
 from ray import serve
+from serverkit.net import free_port
+from serverkit.ray_runtime import RayConnection
 
 log = logging.getLogger(__name__)
 

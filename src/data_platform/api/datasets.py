@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from data_platform.api.deps import LakeDep
-from data_platform.records import Dataset, DatasetVersion
+from lakeapi.schemas import Dataset, DatasetVersion
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 

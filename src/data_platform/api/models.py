@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from data_platform.api.deps import LakeDep
-from data_platform.records import Model
+from lakeapi.schemas import Model
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from data_platform.api.deps import Manager
-from data_platform.records import Task, TaskCreate, TaskStatus
-from lakekit.ids import NAME_PATTERN
+from lakeapi.names import NAME_PATTERN
+from lakeapi.schemas import Task, TaskCreate, TaskStatus
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 

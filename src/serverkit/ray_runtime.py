@@ -29,8 +29,8 @@ import threading
 import time
 from pathlib import Path
 
-from lakekit.net import free_port
-from lakekit.procs import kill_file_holders, kill_marked, marked_processes, set_pdeathsig
+from serverkit.net import free_port
+from serverkit.procs import kill_file_holders, kill_marked, marked_processes, set_pdeathsig
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from lakekit.errors import InvalidRequest
+from lakeapi.errors import InvalidRequest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)

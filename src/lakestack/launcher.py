@@ -1,6 +1,6 @@
 """Start the whole platform: the Data Platform and the AI Platform, as two processes.
 
-``python -m ai_platform.launcher`` (``make up``) runs both in the foreground until Ctrl-C. Each
+``python -m lakestack.launcher`` (``make up``) runs both in the foreground until Ctrl-C. Each
 reads its own settings from the environment (``DP_*``, ``AIP_*``); the launcher only makes them
 agree: the AI Platform is pointed at the Data Platform it started, and keeps its state beside
 the lake unless told otherwise.
@@ -24,7 +24,7 @@ import httpx
 
 from ai_platform.settings import AIPlatformSettings
 from data_platform.settings import DataPlatformSettings
-from lakekit.ray_runtime import LocalRay
+from serverkit.ray_runtime import LocalRay
 
 
 class Platform:

@@ -22,8 +22,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from ai_platform.launcher import Platform
-from lakekit.net import free_port
+from lakestack.launcher import Platform
+from serverkit.net import free_port
 
 MNIST = Path("data/raw/mnist")
 PREDICT_COUNT = 300

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lakekit.errors import PayloadTooLarge, PlatformError, Unauthorized
+from lakeapi.errors import PayloadTooLarge, PlatformError, Unauthorized
 
 log = logging.getLogger(__name__)
 

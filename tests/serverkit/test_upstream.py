@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
-from lakekit.upstream import UpstreamError, UpstreamPool
+from serverkit.upstream import UpstreamError, UpstreamPool
 from tests.support import free_port, wait_until
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

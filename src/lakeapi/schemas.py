@@ -1,0 +1,259 @@
+"""The records every resource answers with, defined once.
+
+The Data Platform stores and answers :class:`Task`, :class:`Dataset`, :class:`Model`; the AI
+Platform answers :class:`IngestionTask`, :class:`TrainingTask`, :class:`Service` and passes
+datasets and models through typed; the SDK subclasses them to keep the raw JSON and add
+helpers. Records read from the wire ignore fields they do not know (a newer server never
+breaks an older reader); request bodies (``XCreate``) forbid them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lakeapi.names import NAME_PATTERN
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Record(BaseModel):
+    """A record read from storage or the wire: unknown fields are ignored."""
+
+    # protected_namespaces=(): fields such as ``model_version`` are ours, not pydantic's.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=())
+
+
+class Request(BaseModel):
+    """A request body: unknown fields are refused (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    def is_terminal(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+
+
+# The one table of allowed moves; nothing leaves a terminal state.
+TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED}),
+    TaskStatus.RUNNING: frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED}),
+    TaskStatus.COMPLETED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+}
+
+
+class FailureReason(StrEnum):
+    EXCEPTION = "exception"  # run() raised
+    BAD_RESULT = "bad_result"  # run() returned something other than a JSON-able dict
+    CRASHED = "crashed"  # the process exited without a result
+    KILLED = "killed"  # the process died from a signal we did not send
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    MEMORY = "memory"  # the process tree outgrew the memory limit
+    INTERRUPTED = "interrupted"  # the platform restarted or shut down while it ran
+    NODE_LOST = "node lost"  # the node running the task went away
+    REJECTED = "rejected"  # could not start (script vanished, executor refused it)
+
+
+class TaskError(Record):
+    """Why a task failed."""
+
+    reason: FailureReason
+    type: str | None = None
+    message: str
+
+
+class TaskKind(StrEnum):
+    """The kinds the AI Platform submits; the Data Platform takes any name as a kind."""
+
+    INGESTION = "ingestion"
+    TRAINING = "training"
+
+
+class TaskCreate(Request):
+    """What a client submits to the Data Platform to run a script."""
+
+    script: str = Field(min_length=1, max_length=512, description="Path under the scripts root.")
+    input: str = Field(
+        "",
+        max_length=1024,
+        description="'datasets/NAME', 'models/NAME', or a path under the data root.",
+    )
+    output: str = Field(
+        min_length=1, max_length=256, description="'datasets/NAME' or 'models/NAME'."
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = Field(None, pattern=NAME_PATTERN, description="Optional client-chosen id.")
+    kind: str = Field("task", pattern=NAME_PATTERN, description="Free-form category.")
+    name: str | None = Field(
+        None,
+        pattern=NAME_PATTERN,
+        description="Optional name; at most one pending or running task per kind and name.",
+    )
+
+
+class Task(Record):
+    """A Data Platform task record, as stored and as answered."""
+
+    id: str
+    kind: str = "task"
+    name: str | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    script: str
+    input: str
+    output: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    input_path: str
+    output_path: str
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    result: dict[str, Any] | None = None
+    error: TaskError | None = None
+    progress: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    output_version_before: int | None = Field(None, description="Lance version restored on fail.")
+    output_version: int | None = None
+    pid: int | None = None
+    node: str | None = Field(None, description="Where the task's process runs (if known).")
+
+
+class JobCreate(Request):
+    """The request shared by ingestion and training tasks (design 2.3)."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Task name; one active task per name.")
+    input: str = Field(
+        max_length=1024,
+        description="Ingestion: raw data path under the data root. Training: a dataset name.",
+    )
+    script: str = Field(min_length=1, max_length=512, description="Path under the scripts root.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    output: str = Field(
+        pattern=NAME_PATTERN, description="Ingestion: a dataset name. Training: a model name."
+    )
+
+
+class Job(Record):
+    """An ingestion or training task as users see it."""
+
+    id: str
+    kind: TaskKind
+    name: str
+    status: TaskStatus
+    input: str
+    script: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    output: str
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: TaskError | None = None
+    progress: dict[str, Any] | None = Field(None, description="Latest progress point.")
+    history: list[dict[str, Any]] = Field(default_factory=list, description="Every point.")
+
+
+class IngestionTask(Job):
+    kind: TaskKind = TaskKind.INGESTION
+    stats: dict[str, Any] | None = Field(None, description="What the script returned.")
+
+
+class TrainingTask(Job):
+    kind: TaskKind = TaskKind.TRAINING
+    metrics: dict[str, Any] | None = Field(None, description="What the script returned.")
+
+
+# -- datasets and models -------------------------------------------------------------------
+
+
+class Dataset(Record):
+    id: str
+    path: str
+    schema_: dict[str, str] = Field(
+        default_factory=dict, alias="schema", serialization_alias="schema"
+    )
+    num_rows: int
+    size_bytes: int
+    version: int
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class DatasetVersion(Record):
+    version: int
+    timestamp: datetime | None = None
+    num_rows: int | None = None
+
+
+class Model(Record):
+    id: str
+    path: str
+    version: int
+    size_bytes: int
+    weights_bytes: int
+    created_at: datetime | None = None
+    architecture: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    history: list[dict[str, Any]] = Field(default_factory=list, description="One per epoch.")
+    source: dict[str, Any] = Field(default_factory=dict)
+    input_spec: dict[str, Any] = Field(default_factory=dict)
+    info: dict[str, Any] = Field(default_factory=dict, description="Everything else recorded.")
+
+
+# -- inference services --------------------------------------------------------------------
+
+
+class ServiceStatus(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    FAILED = "failed"
+
+
+class ServiceCreate(Request):
+    name: str = Field(pattern=NAME_PATTERN)
+    model: str = Field(pattern=NAME_PATTERN, description="A model name in the lake.")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]{1,2})?)$")
+    port: int | None = Field(None, ge=0, le=65535, description="0 or absent: a free port.")
+
+
+class Service(Record):
+    """An inference service, as stored and as answered."""
+
+    id: str
+    name: str
+    model: str
+    model_path: str
+    model_version: int | None = None
+    device: str = "cpu"
+    port: int
+    status: ServiceStatus = ServiceStatus.STARTING
+    endpoint: str
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    error: str | None = None
+    pid: int | None = None
+    restarts: int = 0
+
+
+class Prediction(Record):
+    """One image's answer: the class, its probability, and every class's probability."""
+
+    prediction: int
+    confidence: float
+    probabilities: list[float] = Field(default_factory=list)
