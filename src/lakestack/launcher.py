@@ -19,11 +19,13 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 
 from ai_platform.settings import AIPlatformSettings
 from data_platform.settings import DataPlatformSettings
+from serverkit.procs import set_pdeathsig
 from serverkit.ray_runtime import LocalRay
 
 
@@ -65,8 +67,14 @@ class Platform:
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 out = open(self.log_dir / f"{module}.log", "ab")  # noqa: SIM115
+            # Both services die with the launcher however it dies (SIGKILL, an OOM kill): an
+            # orphaned pair would hold the ports and the lake.
             self.procs[module] = subprocess.Popen(
-                [sys.executable, "-m", module], env=self.env, stdout=out, stderr=out
+                [sys.executable, "-m", module],
+                env=self.env,
+                stdout=out,
+                stderr=out,
+                preexec_fn=set_pdeathsig,
             )
             if out is not None:
                 out.close()
@@ -113,7 +121,8 @@ class Platform:
             time.sleep(0.5)
 
 
-def _from_env(env: dict[str, str], prefix: str) -> dict[str, str]:
+def _from_env(env: dict[str, str], prefix: str) -> dict[str, Any]:
+    # Any: pydantic-settings parses the strings into each field's type.
     return {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
 
 

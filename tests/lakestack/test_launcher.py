@@ -1,0 +1,70 @@
+"""The launcher (``make up``): both services, and how they end with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serverkit.net import free_port
+from tests.support import FIXTURE_SCRIPTS, REPO, pid_alive, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as fh:
+            found += [int(p) for p in fh.read().split()]
+    return found
+
+
+def test_both_services_die_with_a_sigkilled_launcher(tmp_path: Path):
+    (tmp_path / "data").mkdir()
+    dp_port, aip_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DP_LAKE_ROOT": str(tmp_path / "lake"),
+        "DP_SCRIPTS_ROOT": str(FIXTURE_SCRIPTS),
+        "DP_DATA_ROOT": str(tmp_path / "data"),
+        "DP_PORT": str(dp_port),
+        "AIP_PORT": str(aip_port),
+    }
+    log = open(tmp_path / "launcher.log", "wb")  # noqa: SIM115 - the child owns it
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "lakestack.launcher"], env=env, cwd=REPO, stdout=log, stderr=log
+    )
+    log.close()
+    services: list[int] = []
+    try:
+
+        def both_up() -> bool:
+            for port in (dp_port, aip_port):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code != 200:
+                    return False
+            return True
+
+        wait_until(both_up, timeout=90)
+        services = _children(launcher.pid)
+        assert len(services) == 2, services
+
+        launcher.send_signal(signal.SIGKILL)  # as an OOM killer or `docker kill` would
+        launcher.wait()
+
+        wait_until(lambda: not any(pid_alive(p) for p in services), timeout=10)
+        for port in (dp_port, aip_port):
+            with pytest.raises(httpx.HTTPError):
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        for pid in services:  # should the fix regress, no orphan outlives the test
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
