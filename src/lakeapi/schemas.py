@@ -9,11 +9,12 @@ breaks an older reader); request bodies (``XCreate``) forbid them.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
 from lakeapi.names import NAME_PATTERN
 
@@ -33,6 +34,46 @@ class Request(BaseModel):
     """A request body: unknown fields are refused (a typo must not pass silently)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# -- params: what a task's script receives ---------------------------------------------------
+
+PARAMS_MAX_DEPTH = 32  # nesting of lists and objects in a task's params
+PARAMS_MAX_NUMBER = 2.0**63  # magnitude; a larger number is no count or size any script means
+
+
+def check_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Params must survive a JSON round trip as they are: finite numbers, bounded nesting.
+
+    ``NaN``, ``Infinity`` and ``1e400`` (which JSON parsers read as infinity) are refused, not
+    stored as something else; so is nesting deeper than :data:`PARAMS_MAX_DEPTH`, which breaks
+    recursive readers further down (a list endpoint, a script's own parser).
+    """
+    stack: list[tuple[Any, int]] = [(params, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > PARAMS_MAX_DEPTH:
+                raise ValueError(f"params are nested deeper than {PARAMS_MAX_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"params hold a non-finite number ({value}); use a finite one")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if abs(value) >= PARAMS_MAX_NUMBER:
+                raise ValueError(f"params hold a number out of range ({value:.3g})")
+    return params
+
+
+Params = Annotated[
+    dict[str, Any],
+    AfterValidator(check_params),
+    Field(
+        default_factory=dict,
+        description=f"Handed to the script's run(); finite numbers, at most "
+        f"{PARAMS_MAX_DEPTH} levels deep.",
+    ),
+]
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -97,7 +138,7 @@ class TaskCreate(Request):
     output: str = Field(
         min_length=1, max_length=256, description="'datasets/NAME' or 'models/NAME'."
     )
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params
     id: str | None = Field(None, pattern=NAME_PATTERN, description="Optional client-chosen id.")
     kind: str = Field("task", pattern=NAME_PATTERN, description="Free-form category.")
     name: str | None = Field(
@@ -142,7 +183,7 @@ class JobCreate(Request):
         description="Ingestion: raw data path under the data root. Training: a dataset name.",
     )
     script: str = Field(min_length=1, max_length=512, description="Path under the scripts root.")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: Params
     output: str = Field(
         pattern=NAME_PATTERN, description="Ingestion: a dataset name. Training: a model name."
     )
@@ -180,6 +221,11 @@ class TrainingTask(Job):
 # -- datasets and models -------------------------------------------------------------------
 
 
+class DatasetStats(Record):
+    total_records: int
+    size_bytes: int
+
+
 class Dataset(Record):
     id: str
     path: str
@@ -192,6 +238,18 @@ class Dataset(Record):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+
+    # The design's own names for the same facts (design 4.2, step 3), so a client written
+    # from the design reads them where it expects them.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def storage_path(self) -> str:
+        return self.path
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def stats(self) -> DatasetStats:
+        return DatasetStats(total_records=self.num_rows, size_bytes=self.size_bytes)
 
 
 class DatasetVersion(Record):
