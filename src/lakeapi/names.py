@@ -8,16 +8,16 @@ import secrets
 from lakeapi.errors import InvalidRequest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+NAME_RULE = (
+    "1-64 letters, digits, '_' or '-', starting with a letter or digit"  # the pattern in words
+)
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
 def check_name(value: str, what: str = "name") -> str:
     """Return ``value`` if it is a short name of letters, digits, ``_`` and ``-``."""
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
-        raise InvalidRequest(
-            f"invalid {what} {value!r}: use 1-64 letters, digits, '_' or '-', "
-            "starting with a letter or digit"
-        )
+        raise InvalidRequest(f"invalid {what} {value!r}: use {NAME_RULE}")
     return value
 
 

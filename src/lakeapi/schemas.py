@@ -59,9 +59,12 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
             stack.extend((child, depth + 1) for child in children)
         elif isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"params hold a non-finite number ({value}); use a finite one")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            if abs(value) >= PARAMS_MAX_NUMBER:
-                raise ValueError(f"params hold a number out of range ({value:.3g})")
+        elif (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and abs(value) >= PARAMS_MAX_NUMBER
+        ):
+            raise ValueError(f"params hold a number out of range ({value:.3g})")
     return params
 
 
