@@ -274,6 +274,13 @@ class Model(Record):
     history: list[dict[str, Any]] = Field(default_factory=list, description="One per epoch.")
     source: dict[str, Any] = Field(default_factory=dict)
     input_spec: dict[str, Any] = Field(default_factory=dict)
+    signature: dict[str, Any] | None = Field(
+        None, description="Named inputs and outputs: dtype and shape (-1: any length)."
+    )
+    labels: list[str] = Field(default_factory=list, description="Class labels, by class id.")
+    preprocessing: dict[str, Any] | None = Field(
+        None, description="How raw requests become inputs (e.g. kind 'image'); none: tensors."
+    )
     info: dict[str, Any] = Field(default_factory=dict, description="Everything else recorded.")
 
 
