@@ -260,9 +260,13 @@ def test_timeout_conflict_logs_and_cancel(aip: Run, platform: PlatformServers, t
     finally:
         Client(platform.url).task(task_id).cancel()
 
-    code, out, _ = aip("tasks", "cancel", task_id)  # again: not an error
-    assert code == 0 and "failed (cancelled)" in out
-    assert aip.json("tasks", "cancel", task_id)["error"]["reason"] == "cancelled"
+    # Again: the task had ended, a conflict (exit 4) as REST's 409; its state is still shown.
+    code, out, err = aip("tasks", "cancel", task_id)
+    assert code == 4 and "failed (cancelled)" in out
+    assert "TASK_ALREADY_FINISHED" in err and "already ended" in err
+    code, out, err = aip("--json", "tasks", "cancel", task_id)
+    assert code == 4 and json.loads(out)["error"]["reason"] == "cancelled"
+    assert json.loads(err)["error"]["code"] == "TASK_ALREADY_FINISHED"
     code, out, _ = aip("tasks", "show", task_id)
     assert code == 0 and "cancelled" in out
     assert aip.json("tasks", "logs", task_id, "--tail", "1")["logs"].strip() == "sleeping"
