@@ -22,6 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`aip models show m | head`): nobody is left to read a message.
         _quiet_stdout()
         return EXIT_PIPE_CLOSED
+    except KeyboardInterrupt:  # Ctrl-C while a command was being set up or torn down
+        return EXIT_INTERRUPTED
 
 
 def _run(argv: Sequence[str] | None) -> int:
