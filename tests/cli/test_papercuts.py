@@ -76,26 +76,31 @@ def test_a_pending_task_shows_its_place_in_the_queue_when_the_server_says():
 
 def test_help_into_a_closed_pipe_exits_quietly():
     # argparse drops the write error itself and exits 0 as after any --help.
-    proc = subprocess.Popen(
-        command("http://127.0.0.1:9", "--help"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.close()  # before the process writes: its first write finds no reader
-    err = proc.stderr.read()
-    assert proc.wait(60) == 0 and err == b""
+    assert into_a_closed_pipe(command("http://127.0.0.1:9", "--help")) == (0, "")
 
 
 # -- against the platform ------------------------------------------------------------------
 
 
-def test_a_command_into_a_closed_pipe_exits_quietly(platform: PlatformServers):
-    proc = subprocess.Popen(
-        command(platform.url, "tasks", "ls"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+def into_a_closed_pipe(argv: list[str]) -> tuple[int, str]:
+    """(exit status, stderr) of ``argv`` whose stdout has no reader from the start."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.close()
-    err = proc.stderr.read()
-    assert proc.wait(60) == 141 and err == b"", err.decode()
+    proc.stdout.close()  # before the process writes: its first write finds no reader
+    err = proc.stderr.read().decode()
+    return proc.wait(60), err
+
+
+def test_a_command_into_a_closed_pipe_exits_quietly(platform: PlatformServers):
+    assert into_a_closed_pipe(command(platform.url, "tasks", "ls")) == (141, "")
+
+
+@pytest.mark.slow
+def test_models_show_into_a_closed_pipe_exits_quietly(
+    platform: PlatformServers, served: tuple[str, str]
+):
+    model, _ = served
+    assert into_a_closed_pipe(command(platform.url, "models", "show", model)) == (141, "")
 
 
 def test_a_log_into_head_exits_quietly(aip: Run, platform: PlatformServers):
