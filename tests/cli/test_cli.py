@@ -28,6 +28,7 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "exit codes:" in out and "130" in out and "unreachable" in out and "AIP_URL" in out
+    assert "141" in out and "1 MB = 1,000,000 bytes" in out and "letters, digits" in out
     assert main(["tasks", "logs", "--help"]) == 0
     assert "--follow" in capsys.readouterr().out
 

@@ -75,16 +75,21 @@ def test_a_pending_task_shows_its_place_in_the_queue_when_the_server_says():
 
 
 def test_help_into_a_closed_pipe_exits_quietly():
-    # argparse drops the write error itself and exits 0 as after any --help.
-    assert into_a_closed_pipe(command("http://127.0.0.1:9", "--help")) == (0, "")
+    assert into_a_closed_pipe(command("http://127.0.0.1:9", "--help")) == (141, "")
+    code, err = into_a_closed_pipe(command("http://127.0.0.1:9", "tasks", "--bogus"))
+    assert code == 2 and "aip tasks: error:" in err  # a usage error still says so
 
 
 # -- against the platform ------------------------------------------------------------------
 
 
+# As in a user's shell: stdout block-buffered when it is a pipe (tests may run unbuffered).
+USER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
 def into_a_closed_pipe(argv: list[str]) -> tuple[int, str]:
     """(exit status, stderr) of ``argv`` whose stdout has no reader from the start."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=USER_ENV)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # before the process writes: its first write finds no reader
     err = proc.stderr.read().decode()
@@ -112,7 +117,9 @@ def test_a_log_into_head_exits_quietly(aip: Run, platform: PlatformServers):
 
     def into_head(*args: str) -> subprocess.CompletedProcess[str]:
         pipeline = f"{shlex.join(command(platform.url, *args))} | head -1; exit ${{PIPESTATUS[0]}}"
-        return subprocess.run(["bash", "-c", pipeline], capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            ["bash", "-c", pipeline], capture_output=True, text=True, timeout=60, env=USER_ENV
+        )
 
     # One write of the whole log: the kernel may take it whole or in part before head leaves,
     # so only quiet is certain; the exit status is 0 or 141.

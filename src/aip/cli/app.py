@@ -31,6 +31,9 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        # argparse drops write errors, but a buffered help would fail again at exit: here,
+        # while main can still end quietly.
+        sys.stdout.flush()
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out = Output(json_mode=args.json)
     ctx = Context(args, out)
