@@ -15,7 +15,11 @@
     print(service.predict("seven.png").prediction)
 
 Server errors are the ``lakeapi.errors`` classes with the server's ``code``; see
-:mod:`aip.errors`.
+:mod:`aip.errors`. Every call goes through one :class:`~aip.transport.Transport`
+(``client.http``), which also serves calls the SDK has no method for.
+
+The command line over this SDK is ``aip`` (installed beside the Python that has this package:
+``.venv/bin/aip``), or ``python -m aip``; see :mod:`aip.cli`.
 """
 
 from aip.client import Client, DatasetsAPI, ModelsAPI, ServicesAPI, TasksAPI

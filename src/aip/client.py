@@ -17,25 +17,17 @@ from typing import Any
 
 import httpx
 
-from aip.errors import (
-    InvalidRequest,
-    PlatformError,
-    PlatformUnreachable,
-    ServiceNotFound,
-    TaskNotFound,
-    error_from_response,
-)
-from aip.handles import ServiceHandle, TaskHandle
+from aip.errors import InvalidRequest, ServiceNotFound, TaskNotFound
+from aip.handles import ServiceHandle, TaskHandle, task_logs
 from aip.records import Dataset, DatasetVersion, Model, Service, Task
+from aip.transport import API, Transport, join
+from lakeapi.names import check_name
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
 # Creating a service waits for the model to load (60 s by default on the server), so that one
 # call gets more than the usual timeout.
 SERVICE_CREATE_TIMEOUT = 300.0
-API = "/api/v1"
-
-_DEFAULT: Any = object()  # "the client's timeout", as opposed to None (no timeout)
 
 
 class Client:
@@ -53,6 +45,7 @@ class Client:
         ingestion: :class:`TasksAPI` for ingestion tasks.
         training: :class:`TasksAPI` for training tasks.
         services: :class:`ServicesAPI` for inference services.
+        http: the :class:`~aip.transport.Transport` they all share (for calls the SDK lacks).
 
     A client holds a connection pool: ``close()`` it, or use it as a context manager.
     """
@@ -69,30 +62,19 @@ class Client:
         if api_key is None:
             api_key = os.environ.get("AIP_API_KEY") or None
         self.timeout = timeout
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=self._timeout(timeout),
-            transport=transport,
-        )
-        self.datasets = DatasetsAPI(self)
-        self.models = ModelsAPI(self)
-        self.ingestion = TasksAPI(self, "ingestion")
-        self.training = TasksAPI(self, "training")
-        self.services = ServicesAPI(self)
-
-    @staticmethod
-    def _timeout(seconds: float | None) -> httpx.Timeout:
-        # A refused or unroutable address should fail fast even when reads may take long.
-        return httpx.Timeout(seconds, connect=10.0 if seconds is None else min(seconds, 10.0))
+        self.http = Transport(self.base_url, api_key, timeout, transport)
+        self.datasets = DatasetsAPI(self.http)
+        self.models = ModelsAPI(self.http)
+        self.ingestion = TasksAPI(self.http, "ingestion")
+        self.training = TasksAPI(self.http, "training")
+        self.services = ServicesAPI(self.http)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self.http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -108,7 +90,8 @@ class Client:
         Raises:
             PlatformUnreachable: it does not.
         """
-        return self._json("GET", "/health")
+        answer: dict[str, Any] = self.http.json("GET", "/health")
+        return answer
 
     def task(self, task_id: str) -> TaskHandle:
         """A handle on any task, ingestion or training, by id.
@@ -139,6 +122,7 @@ class Client:
         return sorted(tasks, key=lambda t: t.created_at, reverse=True)
 
     def _tasks_api(self, task_id: str) -> TasksAPI:
+        # The REST routes are per kind; the id's prefix is the only thing that says which.
         for api in (self.ingestion, self.training):
             if task_id.startswith(api.prefix + "-"):
                 return api
@@ -146,74 +130,16 @@ class Client:
             f"Task '{task_id}' does not exist (task ids start with 'ingest-' or 'train-')"
         )
 
-    # -- transport -----------------------------------------------------------------------
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: dict[str, Any] | None = None,
-        timeout: Any = _DEFAULT,
-    ) -> httpx.Response:
-        """One request; an error answer raises the server's ``PlatformError``."""
-        limit = httpx.USE_CLIENT_DEFAULT if timeout is _DEFAULT else self._timeout(timeout)
-        try:
-            response = self._http.request(method, path, json=json, params=params, timeout=limit)
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
-        if response.status_code >= 400:
-            raise _error(response)
-        return response
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._request(method, path, **kwargs).json()
-
-    def _stream(self, method: str, path: str, params: dict[str, Any]) -> httpx.Response:
-        """Open a streamed response now, without a read timeout; errors raise here."""
-        request = self._http.build_request(method, path, params=params, timeout=self._timeout(None))
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
-        if response.status_code >= 400:
-            try:
-                response.read()
-            finally:
-                response.close()
-            raise _error(response)
-        return response
-
-    def _unreachable(self, exc: Exception) -> PlatformUnreachable:
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            why = "cannot connect (is it running? `aip up` starts it)"
-        elif isinstance(exc, httpx.TimeoutException):
-            why = f"no answer within the timeout ({type(exc).__name__})"
-        else:
-            why = f"{type(exc).__name__}: {exc}"
-        return PlatformUnreachable(
-            f"the AI Platform at {self.base_url} is unreachable: {why}", url=self.base_url
-        )
-
-
-def _error(response: httpx.Response) -> PlatformError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = response.text
-    return error_from_response(response.status_code, body)
-
 
 class DatasetsAPI:
     """Datasets in the lake (``/api/v1/datasets``)."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, http: Transport) -> None:
+        self._http = http
 
     def list(self) -> list[Dataset]:
         """Every dataset in the lake."""
-        return [Dataset.from_raw(d) for d in self._client._json("GET", f"{API}/datasets")]
+        return [Dataset.from_raw(d) for d in self._http.json("GET", join(API, "datasets"))]
 
     def get(self, dataset_id: str) -> Dataset:
         """One dataset: path, schema, rows, size, Lance version.
@@ -222,7 +148,7 @@ class DatasetsAPI:
             DatasetNotFound: no such dataset.
             InvalidRequest: not a valid name.
         """
-        return Dataset.from_raw(self._client._json("GET", f"{API}/datasets/{dataset_id}"))
+        return Dataset.from_raw(self._http.json("GET", join(API, "datasets", dataset_id)))
 
     def versions(self, dataset_id: str) -> builtins.list[DatasetVersion]:
         """The dataset's Lance versions, oldest first.
@@ -230,8 +156,8 @@ class DatasetsAPI:
         Raises:
             DatasetNotFound: no such dataset.
         """
-        path = f"{API}/datasets/{dataset_id}/versions"
-        return [DatasetVersion.from_raw(v) for v in self._client._json("GET", path)]
+        path = join(API, "datasets", dataset_id, "versions")
+        return [DatasetVersion.from_raw(v) for v in self._http.json("GET", path)]
 
     def delete(self, dataset_id: str) -> None:
         """Delete a dataset and all its versions.
@@ -239,18 +165,18 @@ class DatasetsAPI:
         Raises:
             DatasetNotFound: no such dataset.
         """
-        self._client._request("DELETE", f"{API}/datasets/{dataset_id}")
+        self._http.request("DELETE", join(API, "datasets", dataset_id))
 
 
 class ModelsAPI:
     """Trained models in the lake (``/api/v1/models``)."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    def __init__(self, http: Transport) -> None:
+        self._http = http
 
     def list(self) -> list[Model]:
         """Every model in the lake."""
-        return [Model.from_raw(m) for m in self._client._json("GET", f"{API}/models")]
+        return [Model.from_raw(m) for m in self._http.json("GET", join(API, "models"))]
 
     def get(self, model_id: str) -> Model:
         """One model with metrics, params, per-epoch history and its source dataset version.
@@ -258,7 +184,7 @@ class ModelsAPI:
         Raises:
             ModelNotFound: no such model.
         """
-        return Model.from_raw(self._client._json("GET", f"{API}/models/{model_id}"))
+        return Model.from_raw(self._http.json("GET", join(API, "models", model_id)))
 
     def delete(self, model_id: str) -> None:
         """Delete a model and all its versions.
@@ -266,20 +192,21 @@ class ModelsAPI:
         Raises:
             ModelNotFound: no such model.
         """
-        self._client._request("DELETE", f"{API}/models/{model_id}")
+        self._http.request("DELETE", join(API, "models", model_id))
 
 
 class TasksAPI:
     """Ingestion or training tasks (``/api/v1/ingestion-tasks``, ``/api/v1/training-tasks``)."""
 
-    def __init__(self, client: Client, kind: str) -> None:
-        self._client = client
+    def __init__(self, http: Transport, kind: str) -> None:
+        self._http = http
         self.kind = kind
         self.prefix = "train" if kind == "training" else "ingest"
-        self._base = f"{API}/{kind}-tasks"
+        self._base = join(API, f"{kind}-tasks")
 
-    def _path(self, task_id: str, *rest: str) -> str:
-        return "/".join((self._base, task_id, *rest))
+    def _handle(self, raw: dict[str, Any]) -> TaskHandle:
+        record = Task.from_raw(raw)
+        return TaskHandle(self._http, join(self._base, record.id), record)
 
     def submit(
         self,
@@ -304,6 +231,8 @@ class TasksAPI:
             DatasetNotFound: training on a dataset that does not exist.
             InvalidRequest: a bad name, script or input.
         """
+        check_name(name, "task name")
+        check_name(output, "dataset name" if self.kind == "ingestion" else "model name")
         body = {
             "name": name,
             "input": input,
@@ -311,7 +240,7 @@ class TasksAPI:
             "output": output,
             "params": params or {},
         }
-        return TaskHandle(self, Task.from_raw(self._client._json("POST", self._base, json=body)))
+        return self._handle(self._http.json("POST", self._base, json=body))
 
     def list(self, status: str | None = None) -> list[Task]:
         """Tasks of this kind, newest first.
@@ -320,7 +249,7 @@ class TasksAPI:
             status: only ``pending``, ``running``, ``completed`` or ``failed``.
         """
         params = {"status": status} if status else None
-        return [Task.from_raw(t) for t in self._client._json("GET", self._base, params=params)]
+        return [Task.from_raw(t) for t in self._http.json("GET", self._base, params=params)]
 
     def get(self, task_id: str) -> TaskHandle:
         """A handle on one task, with its current record.
@@ -328,7 +257,7 @@ class TasksAPI:
         Raises:
             TaskNotFound: no such task of this kind.
         """
-        return TaskHandle(self, Task.from_raw(self._client._json("GET", self._path(task_id))))
+        return self._handle(self._http.json("GET", join(self._base, task_id)))
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a task; idempotent (see :meth:`TaskHandle.cancel`).
@@ -344,19 +273,18 @@ class TasksAPI:
         Raises:
             TaskNotFound: no such task.
         """
-        params = {"tail": tail} if tail is not None else None
-        return self._client._request("GET", self._path(task_id, "logs"), params=params).text
+        return task_logs(self._http, join(self._base, task_id), tail)
 
 
 class ServicesAPI:
     """Inference services (``/api/v1/inference-services``)."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._base = f"{API}/inference-services"
+    def __init__(self, http: Transport) -> None:
+        self._http = http
+        self._base = join(API, "inference-services")
 
-    def _path(self, service_id: str, *rest: str) -> str:
-        return "/".join((self._base, service_id, *rest))
+    def _handle(self, record: Service) -> ServiceHandle:
+        return ServiceHandle(self._http, join(self._base, record.id), record)
 
     def create(
         self,
@@ -382,15 +310,17 @@ class ServicesAPI:
             PortInUse: the port is taken.
             ServiceUnavailable: the model server did not come up (the record says why).
         """
+        check_name(name, "service name")
+        check_name(model, "model name")
         body: dict[str, Any] = {"name": name, "model": model, "device": device}
         if port is not None:
             body["port"] = port
-        raw = self._client._json("POST", self._base, json=body, timeout=timeout)
-        return ServiceHandle(self, Service.from_raw(raw))
+        raw = self._http.json("POST", self._base, json=body, timeout=timeout)
+        return self._handle(Service.from_raw(raw))
 
     def list(self) -> list[Service]:
         """Every inference service, newest first."""
-        return [Service.from_raw(s) for s in self._client._json("GET", self._base)]
+        return [Service.from_raw(s) for s in self._http.json("GET", self._base)]
 
     def get(self, service: str) -> ServiceHandle:
         """A handle on a service, by id (``serve-…``) or by name.
@@ -399,14 +329,14 @@ class ServicesAPI:
             ServiceNotFound: no service has this id or name.
         """
         try:
-            raw = self._client._json("GET", self._path(service))
+            raw = self._http.json("GET", join(self._base, service))
         except ServiceNotFound:
             # Names are unique too, and what people remember; ids are what the API takes.
             for record in self.list():
                 if record.name == service:
-                    return ServiceHandle(self, record)
+                    return self._handle(record)
             raise
-        return ServiceHandle(self, Service.from_raw(raw))
+        return self._handle(Service.from_raw(raw))
 
     def delete(self, service: str) -> None:
         """Stop a service (by id or name) and free its port.

@@ -1,6 +1,7 @@
 """Handles on things that live on the server: a task you can wait on, a service you predict with.
 
-A handle holds an id and the last record seen; every method that says "fresh" asks the server.
+A handle holds an id, the resource's path and the last record seen; every method that says
+"fresh" asks the server. Handles are made by the resource APIs of :class:`aip.Client`.
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from aip.errors import TaskAlreadyFinished, TaskCancelledError, TaskFailedError, TaskTimeoutError
 from aip.images import ImageLike, encode_image
 from aip.records import Prediction, Service, Task
-
-if TYPE_CHECKING:
-    from aip.client import Client, ServicesAPI, TasksAPI
+from aip.transport import Transport, join
 
 
 class TaskHandle:
@@ -30,15 +29,16 @@ class TaskHandle:
         record: the last :class:`~aip.records.Task` fetched (``refresh()`` renews it).
     """
 
-    def __init__(self, api: TasksAPI, record: Task) -> None:
-        self._api = api
+    def __init__(self, transport: Transport, path: str, record: Task) -> None:
+        self._transport = transport
+        self._path = path  # /api/v1/{kind}-tasks/{id}
         self.id = record.id
         self.record = record
 
     @property
     def kind(self) -> str:
         """``ingestion`` or ``training``."""
-        return self._api.kind
+        return str(self.record.kind)
 
     @property
     def name(self) -> str:
@@ -54,7 +54,7 @@ class TaskHandle:
             TaskNotFound: the task no longer exists.
             PlatformUnreachable: no answer from the platform.
         """
-        self.record = Task.from_raw(self._api._client._json("GET", self._api._path(self.id)))
+        self.record = Task.from_raw(self._transport.json("GET", self._path))
         return self.record
 
     def status(self) -> str:
@@ -112,21 +112,26 @@ class TaskHandle:
             else:
                 time.sleep(poll)
 
-    def cancel(self) -> Task:
-        """Cancel the task; returns its final record. Idempotent.
+    def cancel(self, *, finished_ok: bool = True) -> Task:
+        """Cancel the task; returns its final record. Idempotent by default.
 
         A task that already ended (cancelled before, completed or failed) is not an error: its
         record is returned as it is, so calling ``cancel()`` twice is safe.
 
+        Args:
+            finished_ok: False raises ``TaskAlreadyFinished`` for a task that already ended
+                (the record is still refreshed first), for callers that must tell the two apart.
+
         Raises:
             TaskNotFound: no such task.
+            TaskAlreadyFinished: with ``finished_ok=False``, the task had already ended.
         """
         try:
-            self.record = Task.from_raw(
-                self._api._client._json("POST", self._api._path(self.id, "cancel"))
-            )
+            self.record = Task.from_raw(self._transport.json("POST", join(self._path, "cancel")))
         except TaskAlreadyFinished:
-            return self.refresh()
+            self.refresh()
+            if not finished_ok:
+                raise
         return self.record
 
     def logs(self, tail: int | None = None) -> str:
@@ -138,7 +143,7 @@ class TaskHandle:
         Raises:
             TaskNotFound: no such task.
         """
-        return self._api.logs(self.id, tail)
+        return task_logs(self._transport, self._path, tail)
 
     def follow_logs(self, tail: int | None = None) -> LogStream:
         """Stream the log as text until the task ends (like ``tail -f``).
@@ -156,8 +161,14 @@ class TaskHandle:
         params: dict[str, Any] = {"follow": "true"}
         if tail is not None:
             params["tail"] = tail
-        client = self._api._client
-        return LogStream(client._stream("GET", self._api._path(self.id, "logs"), params), client)
+        response = self._transport.stream("GET", join(self._path, "logs"), params)
+        return LogStream(response, self._transport)
+
+
+def task_logs(transport: Transport, task_path: str, tail: int | None) -> str:
+    """The log of the task at ``task_path`` (its last ``tail`` lines)."""
+    params = {"tail": tail} if tail is not None else None
+    return transport.request("GET", join(task_path, "logs"), params=params).text
 
 
 def _outcome(task: Task) -> Task:
@@ -175,9 +186,9 @@ class LogStream:
     thread: a read blocked there waiting for output returns, and the iteration just ends.
     """
 
-    def __init__(self, response: httpx.Response, client: Client) -> None:
+    def __init__(self, response: httpx.Response, transport: Transport) -> None:
         self._response = response
-        self._client = client
+        self._transport = transport
         self._chunks = response.iter_bytes()
         # Incremental: a UTF-8 character split over two chunks must not become two U+FFFDs.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -203,7 +214,7 @@ class LogStream:
                 self._finish()
                 if self._closed:  # our own close() broke the read: a normal end
                     break
-                raise self._client._unreachable(exc) from exc
+                raise self._transport.unreachable(exc) from exc
             finally:
                 self._reading = False
             text = self._decoder.decode(chunk)
@@ -245,8 +256,9 @@ class ServiceHandle:
         record: the last :class:`~aip.records.Service` fetched (``refresh()`` renews it).
     """
 
-    def __init__(self, api: ServicesAPI, record: Service) -> None:
-        self._api = api
+    def __init__(self, transport: Transport, path: str, record: Service) -> None:
+        self._transport = transport
+        self._path = path  # /api/v1/inference-services/{id}
         self.id = record.id
         self.record = record
 
@@ -268,7 +280,7 @@ class ServiceHandle:
         Raises:
             ServiceNotFound: the service was deleted.
         """
-        self.record = Service.from_raw(self._api._client._json("GET", self._api._path(self.id)))
+        self.record = Service.from_raw(self._transport.json("GET", self._path))
         return self.record
 
     def status(self) -> str:
@@ -289,7 +301,7 @@ class ServiceHandle:
             TypeError, ValueError, FileNotFoundError: the image could not be read here.
         """
         body = {"image": encode_image(image)}
-        return Prediction.from_raw(self._api._client._json("POST", self._predict_path, json=body))
+        return Prediction.from_raw(self._transport.json("POST", self._predict_path, json=body))
 
     def predict_batch(self, images: Iterable[ImageLike]) -> list[Prediction]:
         """Classify several images in one request (one forward pass); answers in order.
@@ -300,12 +312,12 @@ class ServiceHandle:
         body = {"images": [encode_image(image) for image in images]}
         if not body["images"]:
             return []
-        answer = self._api._client._json("POST", self._predict_path, json=body)
+        answer = self._transport.json("POST", self._predict_path, json=body)
         return [Prediction.from_raw(p) for p in answer["predictions"]]
 
     @property
     def _predict_path(self) -> str:
-        return self._api._path(self.id, "predict")
+        return join(self._path, "predict")
 
     def logs(self, tail_bytes: int | None = None) -> str:
         """The model server's log.
@@ -317,8 +329,7 @@ class ServiceHandle:
             ServiceNotFound: no such service.
         """
         params = {"tail_bytes": tail_bytes} if tail_bytes is not None else None
-        path = self._api._path(self.id, "logs")
-        return self._api._client._request("GET", path, params=params).text
+        return self._transport.request("GET", join(self._path, "logs"), params=params).text
 
     def delete(self) -> None:
         """Stop the service and free its port.
@@ -326,4 +337,4 @@ class ServiceHandle:
         Raises:
             ServiceNotFound: already deleted.
         """
-        self._api._client._request("DELETE", self._api._path(self.id))
+        self._transport.request("DELETE", self._path)

@@ -64,6 +64,8 @@ class Task(Record, schemas.Job):
     error: TaskFailure | None = None
     stats: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
+    # A pending task's place in the queue (1: the next to start), when the server says it.
+    queue_position: int | None = None
 
     @property
     def finished(self) -> bool:

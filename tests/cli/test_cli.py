@@ -14,40 +14,12 @@ from PIL import Image
 
 from aip import Client
 from aip.cli import EXIT_BY_CODE, describe_progress, main, parse_params
+from aip.cli.output import size
 from aip.errors import STATUS_BY_CODE
 from aip.records import Task
+from tests.cli.conftest import Run, ingest
 from tests.sdk import shared
 from tests.support import PlatformServers, free_port, wait_until
-
-
-class Run:
-    """``aip --url URL ARGS...`` in this process; captures what it printed."""
-
-    def __init__(self, url: str, capsys: pytest.CaptureFixture[str]) -> None:
-        self.url = url
-        self.capsys = capsys
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()  # drop what came before
-        code = main(["--url", self.url, *args])
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def json(self, *args: str) -> object:
-        code, out, err = self("--json", *args)
-        assert code == 0, err
-        return json.loads(out)
-
-
-@pytest.fixture
-def aip(platform: PlatformServers, capsys: pytest.CaptureFixture[str]) -> Run:
-    return Run(platform.url, capsys)
-
-
-def ingest(*args: str, name: str, script: str, output: str = "cli_out") -> list[str]:
-    base = ["--name", name, "--input", "raw/mnist", "--script", script, "--output", output]
-    return ["ingest", *base, *args]
-
 
 # -- without a server ----------------------------------------------------------------------
 
@@ -56,6 +28,7 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "exit codes:" in out and "130" in out and "unreachable" in out and "AIP_URL" in out
+    assert "141" in out and "1 MB = 1,000,000 bytes" in out and "letters, digits" in out
     assert main(["tasks", "logs", "--help"]) == 0
     assert "--follow" in capsys.readouterr().out
 
@@ -192,6 +165,8 @@ def test_ingest_then_datasets_tables_and_json(aip: Run):
     assert isinstance(listed, list) and any(d["id"] == "cli_rows" for d in listed)
     shown = aip.json("datasets", "show", "cli_rows")
     assert shown["num_rows"] == 7 and shown["schema"] == {"x": "int64", "tag": "string"}
+    assert f" {size(shown['size_bytes'])} " in row  # decimal units: "1.2 kB"
+    assert row.split()[3] in ("B", "kB", "MB")
     code, out, _ = aip("datasets", "show", "cli_rows")
     assert "schema" in out and "tag" in out and "string" in out
     assert aip.json("datasets", "versions", "cli_rows")[-1]["version"] == shown["version"]
@@ -260,9 +235,13 @@ def test_timeout_conflict_logs_and_cancel(aip: Run, platform: PlatformServers, t
     finally:
         Client(platform.url).task(task_id).cancel()
 
-    code, out, _ = aip("tasks", "cancel", task_id)  # again: not an error
-    assert code == 0 and "failed (cancelled)" in out
-    assert aip.json("tasks", "cancel", task_id)["error"]["reason"] == "cancelled"
+    # Again: the task had ended, a conflict (exit 4) as REST's 409; its state is still shown.
+    code, out, err = aip("tasks", "cancel", task_id)
+    assert code == 4 and "failed (cancelled)" in out
+    assert "TASK_ALREADY_FINISHED" in err and "already ended" in err
+    code, out, err = aip("--json", "tasks", "cancel", task_id)
+    assert code == 4 and json.loads(out)["error"]["reason"] == "cancelled"
+    assert json.loads(err)["error"]["code"] == "TASK_ALREADY_FINISHED"
     code, out, _ = aip("tasks", "show", task_id)
     assert code == 0 and "cancelled" in out
     assert aip.json("tasks", "logs", task_id, "--tail", "1")["logs"].strip() == "sleeping"

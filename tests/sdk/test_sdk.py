@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import aip
 from aip import (
     Client,
     Conflict,
@@ -28,6 +30,7 @@ from aip import (
     ServiceAlreadyExists,
     ServiceNotFound,
     Task,
+    TaskAlreadyFinished,
     TaskAlreadyRunning,
     TaskCancelledError,
     TaskFailedError,
@@ -128,6 +131,10 @@ def test_timeout_conflict_and_cancel(client: Client, tmp_path: Path):
     again = handle.cancel()
     assert again.status == "failed" and again.cancelled
     assert client.ingestion.cancel(handle.id).cancelled
+    # For callers that must tell "stopped it" from "it had ended" (the CLI exits 4).
+    with pytest.raises(TaskAlreadyFinished) as ended:
+        handle.cancel(finished_ok=False)
+    assert ended.value.code == "TASK_ALREADY_FINISHED" and handle.record.cancelled
 
     with pytest.raises(TaskCancelledError) as info:
         handle.wait(timeout=10)
@@ -272,6 +279,65 @@ def test_env_defaults_and_the_api_key(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.delenv("AIP_URL")
     assert Client().base_url == "http://127.0.0.1:8000"
+
+
+def sdk_imports() -> dict[str, set[str]]:
+    """Which ``aip`` modules each module of the package imports (package ``__init__``s aside)."""
+    root = Path(aip.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        module = ".".join(("aip", *path.relative_to(root).with_suffix("").parts))
+        tree = ast.parse(path.read_text())
+        graph[module] = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aip.")
+        }
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return [*path[path.index(module) :], module]
+        for dep in graph.get(module, ()):
+            cycle = visit(dep, [*path, module])
+            if cycle:
+                return cycle
+        return None
+
+    for module in graph:
+        cycle = visit(module, [])
+        if cycle:
+            return cycle
+    return None
+
+
+def test_the_handles_need_only_the_public_transport():
+    # No import cycle among the SDK's modules (type-checking imports count too), and the
+    # handles work from the transport and their path, never from the client.
+    graph = sdk_imports()
+    assert "aip.client" not in graph["aip.handles"] and "aip.transport" in graph["aip.handles"]
+    assert find_cycle(graph) is None, find_cycle(graph)
+
+    service = {"id": "serve-1", "name": "d", "model": "m", "port": 1, "endpoint": "http://x:1"}
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return httpx.Response(200, json={**service, "status": "running"})
+
+    with Client("http://x", transport=httpx.MockTransport(handler)) as client:
+        handle = client.services.get("serve-1")
+        assert handle.refresh().status == "running"
+        assert client.http.json("GET", "/health")["id"] == "serve-1"  # calls the SDK lacks
+    assert seen == [
+        "GET /api/v1/inference-services/serve-1",
+        "GET /api/v1/inference-services/serve-1",
+        "GET /health",
+    ]
 
 
 def test_a_body_without_the_envelope_is_still_a_platform_error():
