@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import lance
@@ -288,3 +290,15 @@ def test_storage_options_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(datasets.ENV_VAR, "{oops")
     with pytest.raises(ValueError, match="LAKEKIT_STORAGE_OPTIONS is not valid JSON"):
         models.save_model("/nonexistent/m.lance", tabular(), torch.randn(2, 8))
+
+
+def test_checking_a_record_does_not_import_torch(tmp_path: Path) -> None:
+    path = tmp_path / "m.lance"
+    models.save_model(path, tabular(), torch.randn(2, 8), labels=["a", "b", "c"])
+    code = (
+        "import sys; from lakekit import models\n"
+        f"assert models.check_model_record({str(path)!r}) is None\n"
+        f"assert models.check_model_record({str(path / 'nope')!r})\n"
+        "assert 'torch' not in sys.modules, 'the platform checks records without torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
