@@ -39,5 +39,5 @@ def test_the_guides_tabular_example_trains_a_servable_model(tmp_path: Path) -> N
     ]
     assert info["labels"] == ["faulty", "ok", "worn"]
     assert info["source"]["version"] == 1 and len(info["history"]) == 3
-    with pytest.raises(ValueError, match="params.epochs must be a positive integer"):
+    with pytest.raises(ValueError, match=r"params\.epochs must be a positive integer"):
         module.run(data, str(tmp_path / "other.lance"), {"epochs": 0})
