@@ -142,6 +142,8 @@ def save_model(
     from lakekit import datasets
     from lakekit.export import check_round_trip, export, num_parameters
 
+    # Read first: a bad LAKEKIT_STORAGE_OPTIONS fails before minutes of exporting.
+    options = datasets.storage_options() if storage_options is None else storage_options
     if signature is not None:
         problem = sig.problem(signature)
         if problem:
@@ -175,7 +177,7 @@ def save_model(
         source=datasets.source_of(source) if source is not None else None,
         architecture=architecture or type(module).__name__,
         input_spec=input_spec,
-        storage_options=datasets.storage_options() if storage_options is None else storage_options,
+        storage_options=options,
     )
     return {**summary, "signature": inferred}
 
