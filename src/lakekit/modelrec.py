@@ -54,13 +54,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import lance
+import numpy as np
 import pyarrow as pa
 
 from lakeapi.errors import InvalidRequest, ModelNotFound
 from lakekit import signature as sig
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 RECORD_VERSION = 2
@@ -148,11 +148,18 @@ class LoadedModel:
                 raise InvalidRequest(f"the model takes several inputs {names}: pass them by name")
             inputs = {names[0]: inputs}
         arrays = sig.check_inputs(self.signature, inputs)
-        tensors = [torch.from_numpy(a).to(self.device) for a in arrays]
+        dtypes = [getattr(torch, i["dtype"]) for i in self.signature["inputs"]]
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dtype=dtype)
+            for a, dtype in zip(arrays, dtypes, strict=True)
+        ]
         with torch.inference_mode():
             values, _ = flatten_outputs(self.module(*tensors))
         out_names = [o["name"] for o in self.signature["outputs"]]
-        return {name: value.cpu().numpy() for name, value in zip(out_names, values, strict=True)}
+        return {
+            name: (value.float() if value.dtype == torch.bfloat16 else value).cpu().numpy()
+            for name, value in zip(out_names, values, strict=True)
+        }
 
 
 def model_name(path: str | os.PathLike[str]) -> str:

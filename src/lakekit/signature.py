@@ -192,9 +192,10 @@ def check_inputs(signature: Mapping[str, Any], inputs: Mapping[str, Any]) -> lis
         if name not in inputs:
             raise InvalidRequest(f"input {name!r} is missing; the model takes {sorted(expected)}")
         value = inputs[name]
-        want = np.dtype(spec["dtype"]) if spec["dtype"] != "bfloat16" else None
+        # numpy has no bfloat16: such inputs travel as float32 and are cast on the device.
+        want = np.dtype("float32" if spec["dtype"] == "bfloat16" else spec["dtype"])
         if isinstance(value, np.ndarray):
-            if want is not None and value.dtype != want:
+            if value.dtype != want:
                 raise InvalidRequest(
                     f"input {name!r} has dtype {value.dtype}, expected {spec['dtype']}"
                 )

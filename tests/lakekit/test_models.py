@@ -302,3 +302,18 @@ def test_checking_a_record_does_not_import_torch(tmp_path: Path) -> None:
         "assert 'torch' not in sys.modules, 'the platform checks records without torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_bfloat16_model_takes_and_gives_float32_arrays(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = nn.Linear(4, 2).to(torch.bfloat16)
+    path = tmp_path / "bf16.lance"
+    summary = models.save_model(path, module, torch.randn(3, 4, dtype=torch.bfloat16))
+    assert summary["signature"]["inputs"][0]["dtype"] == "bfloat16"
+    x = np.random.rand(5, 4).astype(np.float32)
+    out = models.load_model(path).infer(x)["output"]
+    assert out.dtype == np.float32 and out.shape == (5, 2)
+    with torch.inference_mode():
+        want = module(torch.from_numpy(x).to(torch.bfloat16)).float().numpy()
+    np.testing.assert_array_equal(out, want)
+    assert models.check_model_record(path, load=True) is None
