@@ -26,7 +26,8 @@ What is stored (see :mod:`lakekit.modelrec` for the columns):
 - params, metrics, history, and the source dataset.
 
 :func:`check_model_record` says what is missing or wrong with a record, or None when it can
-be served: the platform runs it when a training task ends and before a service starts.
+be served: the check for the platform to run when a training task ends and before a service
+starts (it imports no torch unless asked to load the network).
 
 Importing this module does not import torch; saving and loading do.
 """
