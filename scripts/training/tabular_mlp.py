@@ -107,6 +107,8 @@ def run(input_path: str, output_path: str, params: dict[str, Any] | None = None)
     features = p["features"] or json.loads(meta.get(b"lakekit:features", b"null"))
     if not features:
         raise ValueError("the dataset names no features (lakekit:features): pass params.features")
+    if not all(isinstance(f, str) for f in features):
+        raise ValueError(f"param features must be a list of column names, got {features!r}")
     missing = sorted({*features, "label", "split"} - set(ds.schema.names))
     if missing:
         raise ValueError(f"dataset lacks columns {missing}")

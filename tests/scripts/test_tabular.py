@@ -173,4 +173,8 @@ def test_tabular_mlp_reports_progress_and_refuses_bad_params(
         tabular_mlp.run(cleaned[0], str(tmp_path / "n.lance"), {"epochs": 0})
     with pytest.raises(ValueError, match="unknown params"):
         tabular_mlp.run(cleaned[0], str(tmp_path / "n.lance"), {"layers": 3})
+    with pytest.raises(ValueError, match="features must be a list of column names"):
+        tabular_mlp.run(cleaned[0], str(tmp_path / "n.lance"), {"features": [{"a": 1}]})
+    with pytest.raises(ValueError, match=r"dataset lacks columns \['nope'\]"):
+        tabular_mlp.run(cleaned[0], str(tmp_path / "n.lance"), {"features": ["nope"]})
     assert not (tmp_path / "n.lance").exists()
