@@ -35,6 +35,15 @@ if TYPE_CHECKING:
     import daft.io
     import pyarrow as pa
 
+__all__ = [
+    "ENV_VAR",
+    "DatasetNotFound",
+    "daft_io_config",
+    "open_dataset",
+    "read_table",
+    "source_of",
+    "storage_options",
+]
 ENV_VAR = "LAKEKIT_STORAGE_OPTIONS"
 _TRUE = ("1", "true", "yes", "on")
 
