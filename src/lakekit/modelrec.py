@@ -1,5 +1,6 @@
 """The model record: one Lance dataset per model, one row, one Lance version per (re-)train.
 
+This module is the record's layout; scripts save and load models through :mod:`lakekit.models`.
 Columns (all plain, so ``lance.dataset(p).to_table()`` is readable by anyone):
 
 ==================  =============  =====================================================
@@ -14,19 +15,27 @@ weights             large_binary   a ``torch.export`` PT2 archive: the weights *
 weights_bytes       int64          size of ``weights`` (listing without reading it)
 weights_sha256      string         checked on load
 num_parameters      int64          parameter count
-input_spec          string (JSON)  e.g. {"shape": [1, 28, 28], "dtype": "float32",
+input_spec          string (JSON)  the one input's shape without the batch and dtype, plus
+                                   the image preprocessing's parameters, e.g.
+                                   {"shape": [1, 28, 28], "dtype": "float32",
                                    "scale": 1/255, "mean": 0.1307, "std": 0.3081}
-labels              list<string>   class labels, index = class id
+signature           string (JSON)  named inputs and outputs with dtype and shape
+                                   (:mod:`lakekit.signature`); since record_version 2
+preprocessing       string (JSON)  null, or how raw requests become inputs, e.g.
+                                   {"kind": "image", "scale", "mean", "std"}; since 2
+labels              list<string>   class labels along the first output's last dimension
 params              string (JSON)  training parameters
 metrics             string (JSON)  final metrics
 history             string (JSON)  one dict per epoch
 source              string (JSON)  {"path", "name", "version"} of the training dataset
 framework           string (JSON)  torch / python / pylance versions
 created_at          string         UTC ISO 8601
-record_version      int32          version of this layout (1)
+record_version      int32          version of this layout (2)
 ==================  =============  =====================================================
 
-The schema metadata ``lakekit:record = model`` marks a dataset as a model record.
+The schema metadata ``lakekit:record = model`` marks a dataset as a model record. Version-1
+records (no ``signature``/``preprocessing`` columns) still read: their signature is derived
+from ``input_spec`` and their labels (:func:`lakekit.signature.from_input_spec`).
 
 Importing this module does not import torch (the Data Platform lists models with
 :func:`read_model_info` alone); writing and loading do.
@@ -34,31 +43,42 @@ Importing this module does not import torch (the Data Platform lists models with
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import io
 import json
 import math
 import os
 import platform
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import lance
+import numpy as np
 import pyarrow as pa
 
 from lakeapi.errors import InvalidRequest, ModelNotFound
+from lakekit import signature as sig
 
 if TYPE_CHECKING:
     import torch
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 FORMAT = "torch.export"
 _MARKER_KEY = b"lakekit:record"
 _MARKER_VALUE = b"model"
-_JSON_COLUMNS = ("input_spec", "params", "metrics", "history", "source", "framework")
+_JSON_COLUMNS = (
+    "input_spec",
+    "signature",
+    "preprocessing",
+    "params",
+    "metrics",
+    "history",
+    "source",
+    "framework",
+)
+# Columns record_version 2 added: a version-1 record lacks them and is still a model record.
+ADDED_IN_V2 = ("signature", "preprocessing")
 
 SCHEMA = pa.schema(
     [
@@ -70,6 +90,8 @@ SCHEMA = pa.schema(
         pa.field("weights_sha256", pa.string()),
         pa.field("num_parameters", pa.int64()),
         pa.field("input_spec", pa.string()),
+        pa.field("signature", pa.string()),
+        pa.field("preprocessing", pa.string()),
         pa.field("labels", pa.list_(pa.string())),
         pa.field("params", pa.string()),
         pa.field("metrics", pa.string()),
@@ -82,43 +104,62 @@ SCHEMA = pa.schema(
     metadata={_MARKER_KEY: _MARKER_VALUE, b"lakekit:record_version": str(RECORD_VERSION).encode()},
 )
 INFO_COLUMNS = [f.name for f in SCHEMA if f.name != "weights"]
+REQUIRED_COLUMNS = [name for name in SCHEMA.names if name not in ADDED_IN_V2]
 
 
 @dataclass
 class LoadedModel:
-    """A model rebuilt from its record; ``module`` maps a float (N, *shape) batch to logits."""
+    """A model rebuilt from its record.
+
+    ``module`` takes the signature's inputs as positional tensors (for an image model, a float
+    (N, 1, 28, 28) batch) and returns its outputs; :meth:`infer` does the same on numpy
+    arrays, checked against the signature.
+    """
 
     module: torch.nn.Module
     input_spec: dict[str, Any]
     labels: list[str]
     info: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
 
+    @property
+    def signature(self) -> dict[str, Any]:
+        return self.info["signature"]
 
-@cache
-def _inference_class() -> type:
-    import torch
+    @property
+    def preprocessing(self) -> dict[str, Any] | None:
+        return self.info.get("preprocessing")
 
-    class Inference(torch.nn.Module):
-        """Wraps an exported program's module so that ``eval()`` and ``.training`` behave.
+    def infer(self, inputs: Mapping[str, Any] | Any) -> dict[str, np.ndarray]:
+        """Run the network once on a batch: input name -> array in, output name -> array out.
 
-        ``ExportedProgram.module()`` raises on ``train()``/``eval()``; the program was exported
-        in eval mode already, so only eval is meaningful here.
+        A single array is taken as the one input of a one-input model.
+
+        Raises:
+            InvalidRequest: a missing or unknown input, or a wrong dtype or shape.
         """
+        import torch
 
-        def __init__(self, program: torch.nn.Module) -> None:
-            super().__init__()
-            self.program = program
-            self.training = False
+        from lakekit.export import flatten_outputs
 
-        def train(self, mode: bool = True) -> Inference:
-            if mode:
-                raise RuntimeError("a model loaded from the lake is inference-only")
-            return self
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.program(x)
-
-    return Inference
+        names = [i["name"] for i in self.signature["inputs"]]
+        if not isinstance(inputs, Mapping):
+            if len(names) != 1:
+                raise InvalidRequest(f"the model takes several inputs {names}: pass them by name")
+            inputs = {names[0]: inputs}
+        arrays = sig.check_inputs(self.signature, inputs)
+        dtypes = [getattr(torch, i["dtype"]) for i in self.signature["inputs"]]
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dtype=dtype)
+            for a, dtype in zip(arrays, dtypes, strict=True)
+        ]
+        with torch.inference_mode():
+            values, _ = flatten_outputs(self.module(*tensors))
+        out_names = [o["name"] for o in self.signature["outputs"]]
+        return {
+            name: (value.float() if value.dtype == torch.bfloat16 else value).cpu().numpy()
+            for name, value in zip(out_names, values, strict=True)
+        }
 
 
 def model_name(path: str | os.PathLike[str]) -> str:
@@ -133,34 +174,9 @@ def export_module(module: torch.nn.Module, example_input: torch.Tensor) -> bytes
     Raises:
         ValueError: the module cannot be exported.
     """
-    import torch
+    from lakekit.export import export
 
-    # A CPU copy: the caller's module keeps its device and mode.
-    module = copy.deepcopy(module).to("cpu").eval()
-    # A copy: a view would drag its whole base storage into the archive as example input.
-    example = example_input.detach().to("cpu").clone()
-    if example.shape[0] < 2:
-        # torch.export specialises a dimension whose example size is 0 or 1.
-        example = example.expand(2, *example.shape[1:]).contiguous()
-    batch = torch.export.Dim("batch", min=1)
-    try:
-        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-    except Exception as exc:
-        raise ValueError(f"cannot export the model with torch.export: {exc}") from exc
-    buf = io.BytesIO()
-    torch.export.save(program, buf)
-    return buf.getvalue()
-
-
-def _rebuild(weights: bytes, device: str) -> torch.nn.Module:
-    import torch
-
-    program = torch.export.load(io.BytesIO(weights))
-    if torch.device(device).type != "cpu":
-        from torch.export.passes import move_to_device_pass
-
-        program = move_to_device_pass(program, device)
-    return _inference_class()(program.module())
+    return export(module, example_input)[0]
 
 
 def _json_safe(value: Any) -> Any:
@@ -193,7 +209,11 @@ def _framework() -> dict[str, str]:
     }
 
 
-def _open(path: str | os.PathLike[str], version: int | None = None) -> lance.LanceDataset:
+def _open(
+    path: str | os.PathLike[str],
+    version: int | None = None,
+    storage_options: dict[str, str] | None = None,
+) -> lance.LanceDataset:
     """Open a model record; ModelNotFound if nothing is there, InvalidRequest if not a model."""
     path = os.fspath(path)
     if "://" not in path and (
@@ -201,7 +221,7 @@ def _open(path: str | os.PathLike[str], version: int | None = None) -> lance.Lan
     ):
         raise ModelNotFound(f"no model at {path}")
     try:
-        ds = lance.dataset(path, version=version)
+        ds = lance.dataset(path, version=version, storage_options=storage_options)
     except (ValueError, OSError) as exc:
         if version is not None and os.path.isdir(os.path.join(path, "_versions")):
             raise ModelNotFound(f"model {path} has no version {version}") from exc
@@ -214,14 +234,15 @@ def _open(path: str | os.PathLike[str], version: int | None = None) -> lance.Lan
 
 def _check_is_model(ds: lance.LanceDataset, path: str) -> None:
     schema = ds.schema
-    missing = [name for name in SCHEMA.names if name not in schema.names]
+    missing = [name for name in REQUIRED_COLUMNS if name not in schema.names]
     if (schema.metadata or {}).get(_MARKER_KEY) != _MARKER_VALUE or missing:
         detail = f"missing columns {missing}" if missing else "no lakekit:record=model marker"
         raise InvalidRequest(f"{path} is not a model record ({detail})")
 
 
 def _row(ds: lance.LanceDataset, columns: list[str], path: str) -> dict[str, Any]:
-    rows = ds.to_table(columns=columns, limit=2).to_pylist()
+    present = [name for name in columns if name in ds.schema.names]
+    rows = ds.to_table(columns=present, limit=2).to_pylist()
     if len(rows) != 1:
         raise InvalidRequest(f"{path} is not a model record (it holds {len(rows)} rows, not 1)")
     return rows[0]
@@ -231,12 +252,90 @@ def _info_from_row(row: dict[str, Any], ds: lance.LanceDataset, path: str) -> di
     info = dict(row)
     for name in _JSON_COLUMNS:
         try:
-            info[name] = json.loads(info[name]) if info[name] is not None else None
+            info[name] = json.loads(info[name]) if info.get(name) is not None else None
         except json.JSONDecodeError as exc:
             raise InvalidRequest(f"{path}: column {name} is not valid JSON") from exc
+    if "signature" not in row:  # record_version 1: the layout before signatures
+        spec, labels = info.get("input_spec") or {}, info.get("labels") or []
+        info["signature"] = sig.from_input_spec(spec, labels)
+        info["preprocessing"] = sig.preprocessing_from_input_spec(spec)
     info["path"] = path
     info["version"] = ds.version
     return info
+
+
+def write_record(
+    output_path: str | os.PathLike[str],
+    *,
+    weights: bytes,
+    signature: dict[str, Any],
+    num_parameters: int,
+    preprocessing: dict[str, Any] | None = None,
+    labels: Sequence[str] | None = None,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
+    source: dict[str, Any] | None = None,
+    architecture: str = "",
+    input_spec: dict[str, Any] | None = None,
+    storage_options: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Write (or re-write, as a new Lance version) the record of an exported network.
+
+    ``input_spec`` defaults to the one :func:`lakekit.signature.input_spec_of` derives.
+
+    Raises:
+        ValueError: the signature, labels or preprocessing are not valid.
+        InvalidRequest: ``output_path`` holds a Lance dataset that is not a model record.
+    """
+    path = os.fspath(output_path)
+    labels = [str(label) for label in labels or []]
+    problem = (
+        sig.problem(signature)
+        or sig.labels_problem(signature, labels)
+        or sig.preprocessing_problem(preprocessing, signature)
+    )
+    if problem:
+        raise ValueError(problem)
+    exists = "://" in path or os.path.exists(path)
+    if exists:
+        try:
+            _open(path, storage_options=storage_options)
+        except ModelNotFound:
+            exists = False
+        # An existing non-model dataset raises InvalidRequest here: never overwrite data.
+    created_at = datetime.now(UTC).isoformat(timespec="seconds")
+    record = {
+        "name": model_name(path),
+        "architecture": architecture,
+        "format": FORMAT,
+        "weights": weights,
+        "weights_bytes": len(weights),
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "num_parameters": num_parameters,
+        "input_spec": _dumps(input_spec or sig.input_spec_of(signature, preprocessing)),
+        "signature": _dumps(signature),
+        "preprocessing": _dumps(preprocessing),
+        "labels": labels,
+        "params": _dumps(params or {}),
+        "metrics": _dumps(metrics or {}),
+        "history": _dumps(history or []),
+        "source": _dumps(source or {}),
+        "framework": _dumps(_framework()),
+        "created_at": created_at,
+        "record_version": RECORD_VERSION,
+    }
+    table = pa.Table.from_pylist([record], schema=SCHEMA)
+    mode = "overwrite" if exists else "create"
+    ds = lance.write_dataset(table, path, mode=mode, storage_options=storage_options)
+    return {
+        "path": path,
+        "name": record["name"],
+        "version": ds.version,
+        "weights_bytes": record["weights_bytes"],
+        "num_parameters": record["num_parameters"],
+        "created_at": created_at,
+    }
 
 
 def write_model(
@@ -252,10 +351,11 @@ def write_model(
     labels: list[str],
     architecture: str,
 ) -> dict[str, Any]:
-    """Write (or re-write, as a new Lance version) the model record at ``output_path``.
+    """Write a one-input classifier described by a version-1 ``input_spec``.
 
-    The module is exported in eval mode; the record is checked to rebuild into a module that
-    gives the same outputs on ``example_input`` before anything is written.
+    Kept for scripts written before :func:`lakekit.models.save_model`, which is the API to
+    use: this is ``save_model`` with the signature's names and the preprocessing derived from
+    ``input_spec`` as :func:`lakekit.signature.from_input_spec` does for version-1 records.
 
     Args:
         output_path: the model's Lance path; an existing model record gets a new version.
@@ -276,94 +376,65 @@ def write_model(
         ValueError: the module cannot be exported, or does not survive the round trip.
         InvalidRequest: ``output_path`` holds a Lance dataset that is not a model record.
     """
-    path = os.fspath(output_path)
-    weights = export_module(module, example_input)
-    _check_round_trip(module, weights, example_input)
-    exists = "://" in path or os.path.exists(path)
-    if exists:
-        try:
-            _open(path)
-        except ModelNotFound:
-            exists = False
-        # An existing non-model dataset raises InvalidRequest here: never overwrite data.
-    created_at = datetime.now(UTC).isoformat(timespec="seconds")
-    record = {
-        "name": model_name(path),
-        "architecture": architecture,
-        "format": FORMAT,
-        "weights": weights,
-        "weights_bytes": len(weights),
-        "weights_sha256": hashlib.sha256(weights).hexdigest(),
-        "num_parameters": sum(p.numel() for p in module.parameters()),
-        "input_spec": _dumps(input_spec),
-        "labels": [str(label) for label in labels],
-        "params": _dumps(params),
-        "metrics": _dumps(metrics),
-        "history": _dumps(history),
-        "source": _dumps(source),
-        "framework": _dumps(_framework()),
-        "created_at": created_at,
-        "record_version": RECORD_VERSION,
-    }
-    table = pa.Table.from_pylist([record], schema=SCHEMA)
-    ds = lance.write_dataset(table, path, mode="overwrite" if exists else "create")
-    return {
-        "path": path,
-        "name": record["name"],
-        "version": ds.version,
-        "weights_bytes": record["weights_bytes"],
-        "num_parameters": record["num_parameters"],
-        "created_at": created_at,
-    }
+    from lakekit import models
+
+    names = sig.from_input_spec(input_spec, labels)
+    return models.save_model(
+        output_path,
+        module,
+        example_input,
+        input_names=[names["inputs"][0]["name"]],
+        output_names=[names["outputs"][0]["name"]],
+        labels=labels,
+        preprocessing=sig.preprocessing_from_input_spec(input_spec),
+        params=params,
+        metrics=metrics,
+        history=history,
+        source=source,
+        architecture=architecture,
+        input_spec=input_spec,
+    )
 
 
-def _check_round_trip(module: torch.nn.Module, weights: bytes, example: torch.Tensor) -> None:
-    import torch
-
-    rebuilt = _rebuild(weights, "cpu")
-    original = copy.deepcopy(module).to("cpu").eval()
-    with torch.inference_mode():
-        expected = original(example.to("cpu"))
-        got = rebuilt(example.to("cpu"))
-    if not torch.allclose(expected, got, rtol=1e-4, atol=1e-5):
-        raise ValueError("the exported model does not reproduce the trained model's outputs")
-
-
-def read_model_info(path: str | os.PathLike[str], version: int | None = None) -> dict[str, Any]:
+def read_model_info(
+    path: str | os.PathLike[str],
+    version: int | None = None,
+    storage_options: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Everything in the record but the weight bytes; cheap (the weights are not read).
 
     Args:
-        path: the model's Lance path.
+        path: the model's Lance path or URI.
         version: a Lance version of the record (default: the latest).
+        storage_options: Lance storage options for an object store URI.
 
     Returns:
-        The record's columns (JSON columns decoded) plus ``path`` and ``version``.
+        The record's columns (JSON columns decoded) plus ``path`` and ``version``; a
+        version-1 record gets the ``signature`` and ``preprocessing`` its input_spec implies.
 
     Raises:
         ModelNotFound: nothing at ``path`` (or no such version).
         InvalidRequest: ``path`` is not a model record.
     """
     path = os.fspath(path)
-    ds = _open(path, version)
+    ds = _open(path, version, storage_options)
     return _info_from_row(_row(ds, INFO_COLUMNS, path), ds, path)
 
 
-def load_model(
-    path: str | os.PathLike[str], device: str = "cpu", version: int | None = None
-) -> LoadedModel:
-    """Rebuild the model from its record alone (no model class is imported).
-
-    Args:
-        path: the model's Lance path.
-        device: torch device to load onto, e.g. "cpu" or "cuda".
-        version: a Lance version of the record (default: the latest).
+def read_weights(
+    path: str | os.PathLike[str],
+    version: int | None = None,
+    storage_options: dict[str, str] | None = None,
+) -> tuple[bytes, dict[str, Any]]:
+    """The checked weight bytes and the info of a record.
 
     Raises:
         ModelNotFound: nothing at ``path`` (or no such version).
-        InvalidRequest: ``path`` is not a model record, or its weights are corrupt.
+        InvalidRequest: not a model record, an unknown format, or weights that do not match
+            their checksum.
     """
     path = os.fspath(path)
-    ds = _open(path, version)
+    ds = _open(path, version, storage_options)
     row = _row(ds, [*INFO_COLUMNS, "weights"], path)
     weights = row.pop("weights")
     info = _info_from_row(row, ds, path)
@@ -371,10 +442,38 @@ def load_model(
         raise InvalidRequest(f"{path}: unsupported model format {info['format']!r}")
     if weights is None or hashlib.sha256(weights).hexdigest() != info["weights_sha256"]:
         raise InvalidRequest(f"{path}: weights do not match their checksum")
+    return weights, info
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    device: str = "cpu",
+    version: int | None = None,
+    storage_options: dict[str, str] | None = None,
+) -> LoadedModel:
+    """Rebuild the model from its record alone (no model class is imported).
+
+    Args:
+        path: the model's Lance path or URI.
+        device: torch device to load onto, e.g. "cpu" or "cuda".
+        version: a Lance version of the record (default: the latest).
+        storage_options: Lance storage options for an object store URI.
+
+    Raises:
+        ModelNotFound: nothing at ``path`` (or no such version).
+        InvalidRequest: ``path`` is not a model record, or its weights are corrupt.
+    """
+    from lakekit.export import rebuild
+
+    weights, info = read_weights(path, version, storage_options)
     try:
-        module = _rebuild(weights, device)
+        module = rebuild(weights, device)
     except Exception as exc:
-        raise InvalidRequest(f"{path}: cannot rebuild the model: {exc}") from exc
+        raise InvalidRequest(f"{info['path']}: cannot rebuild the model: {exc}") from exc
     return LoadedModel(
-        module=module, input_spec=info["input_spec"], labels=info["labels"], info=info
+        module=module,
+        input_spec=info["input_spec"],
+        labels=info["labels"],
+        info=info,
+        device=device,
     )

@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +20,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from lakeapi.errors import DatasetNotFound
-from lakekit import modelrec, progress
+from lakekit import datasets, modelrec, models, progress
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +37,8 @@ INPUT_SPEC = {
     "std": STD,
     "layout": "mnist",
 }
+# What the image codec of the serving side reads: INPUT_SPEC without shape and dtype.
+PREPROCESSING = {"kind": "image", "scale": 1 / 255, "mean": MEAN, "std": STD, "layout": "mnist"}
 # Every parameter a script accepts; a script's DEFAULTS gives a value to each.
 PARAM_TYPES: dict[str, type] = {
     "epochs": int,
@@ -64,30 +64,44 @@ COMMON_DEFAULTS: dict[str, Any] = {
 _EVAL_BATCH = 1000
 
 
-def resolve_params(params: dict[str, Any] | None, defaults: dict[str, Any]) -> dict[str, Any]:
+def resolve_params(
+    params: dict[str, Any] | None,
+    defaults: dict[str, Any],
+    types: dict[str, type] | None = None,
+    optional: frozenset[str] | set[str] = frozenset(_OPTIONAL),
+) -> dict[str, Any]:
     """``defaults`` overridden by ``params``, type-checked.
+
+    Args:
+        params: what the task was given.
+        defaults: the script's defaults (over ``COMMON_DEFAULTS`` when ``types`` is not given).
+        types: every parameter the script accepts, with its type (default: the MNIST
+            scripts' ``PARAM_TYPES``); those named in ``optional`` may be None.
 
     Raises:
         ValueError: an unknown name, a value of the wrong type, or one out of range.
     """
-    merged = {**COMMON_DEFAULTS, **defaults, **(params or {})}
-    unknown = sorted(set(merged) - set(PARAM_TYPES))
+    mnist = types is None
+    kinds = PARAM_TYPES if types is None else types
+    merged = {**(COMMON_DEFAULTS if mnist else {}), **defaults, **(params or {})}
+    unknown = sorted(set(merged) - set(kinds))
     if unknown:
-        raise ValueError(f"unknown params {unknown}; known: {sorted(PARAM_TYPES)}")
-    for name, kind in PARAM_TYPES.items():
+        raise ValueError(f"unknown params {unknown}; known: {sorted(kinds)}")
+    for name, kind in kinds.items():
         value = merged.get(name)
         if value is None:
-            if name not in _OPTIONAL:
+            if name not in optional:
                 raise ValueError(f"param {name} is required")
             merged[name] = None
             continue
         merged[name] = _coerce(name, value, kind)
-    if merged["learning_rate"] <= 0 or not math.isfinite(merged["learning_rate"]):
+    rate = merged.get("learning_rate")
+    if rate is not None and (rate <= 0 or not math.isfinite(rate)):
         raise ValueError("param learning_rate must be a positive number")
     for name in ("epochs", "batch_size", "limit", "threads", "log_every"):
-        if merged[name] is not None and merged[name] < 1:
+        if merged.get(name) is not None and merged[name] < 1:
             raise ValueError(f"param {name} must be >= 1")
-    device = merged["device"]
+    device = merged.get("device") or "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"param device={device!r} but CUDA is not available here")
     return merged
@@ -105,7 +119,9 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     return value
 
 
-def images_to_numpy(column: pa.ChunkedArray | pa.Array, metadata: dict[bytes, bytes] | None):
+def images_to_numpy(
+    column: pa.ChunkedArray | pa.Array, metadata: dict[bytes, bytes] | None
+) -> np.ndarray:
     """Turn a binary image column into an (N, 28, 28) array without a per-row Python loop.
 
     The column's field metadata says the pixel dtype (``mnist:dtype``, default uint8).
@@ -179,15 +195,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str) ->
     return {"loss": loss / len(x), "accuracy": correct / len(x)}
 
 
-def _open_input(input_path: str) -> lance.LanceDataset:
-    if "://" not in input_path and not os.path.exists(input_path):
-        raise DatasetNotFound(f"no dataset at {input_path}")
-    try:
-        return lance.dataset(input_path)
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"{input_path} is not a Lance dataset: {exc}") from exc
-
-
 def train(
     build: Callable[[], nn.Module],
     input_path: str,
@@ -231,7 +238,7 @@ def _train(
     p: dict[str, Any],
     architecture: str,
 ) -> dict[str, Any]:
-    ds = _open_input(input_path)
+    ds = datasets.open_dataset(input_path)
     source = {"path": input_path, "name": modelrec.model_name(input_path), "version": ds.version}
     x_train, y_train = load_split(ds, "train", p["limit"])
     x_test, y_test = load_split(ds, "test", p["limit"])
@@ -295,10 +302,13 @@ def _train(
         "train_rows": len(x_train),
         "test_rows": len(x_test),
     }
-    summary = modelrec.write_model(
+    summary = models.save_model(
         output_path,
-        module=model,
-        example_input=x_test[:2],
+        model,
+        x_test[:2],
+        input_names=["image"],
+        output_names=["logits"],
+        preprocessing=PREPROCESSING,
         input_spec=INPUT_SPEC,
         params=p,
         metrics=metrics,
