@@ -42,6 +42,7 @@ def run(input_path, output_path, params):
 
 # One word longer than any window, then many short ones: both must wrap inside the card.
 LONG_WORD = "no_space_" * 40
+LONG_NAME = "ui_long_error_".ljust(64, "x")  # the longest name there is
 LONG_ERROR_SCRIPT = f"""
 def run(input_path, output_path, params):
     raise ValueError({LONG_WORD!r} + " and then many words" * 30)
@@ -62,7 +63,7 @@ def start_task(api: httpx.Client, name: str, script: str, params: dict[str, Any]
             "input": "raw/mnist",
             "script": script,
             "params": params,
-            "output": f"{name}_out",
+            "output": name,
         },
     )
     assert answer.status_code == 201, answer.text
@@ -131,7 +132,7 @@ def test_a_long_error_wraps_inside_its_card_and_opens_in_full(
     page: Any, ui: str, api: httpx.Client, scripts_root: Path
 ) -> None:
     script = add_script(scripts_root, "long_error.py", LONG_ERROR_SCRIPT)
-    task_id = start_task(api, "ui_long_error", script, {})
+    task_id = start_task(api, LONG_NAME, script, {})
 
     def failed() -> dict[str, Any] | None:
         task = api.get(f"/api/v1/ingestion-tasks/{task_id}").json()
@@ -154,8 +155,10 @@ def test_a_long_error_wraps_inside_its_card_and_opens_in_full(
     opened = shown.bounding_box()
     assert opened and opened["height"] > 3 * folded["height"], opened
     assert_nothing_overflows(page, "tasks, a long error opened")
+    page.set_viewport_size(NARROW)
+    assert_nothing_overflows(page, f"tasks, a long error opened, at {NARROW['width']} px")
 
-    page.get_by_role("link", name="ui_long_error").click()
+    page.get_by_role("link", name=LONG_NAME).click()
     expect(page.locator(".live").get_by_test_id("error").locator(".error-message")).to_have_text(
         error["message"]
     )

@@ -61,7 +61,7 @@ async function list(root, query, ctx) {
         { class: t.error ? "has-error" : null, dataset: { id: t.id, kind: t.kind } },
         h(
           "td",
-          {},
+          { class: "name" },
           h("a", { href: `#/tasks/${t.kind}/${seg(t.id)}` }, t.name),
           h("small", { class: "sub" }, t.kind),
         ),
