@@ -92,6 +92,8 @@ def test_progress_is_a_bar_with_words_in_the_list_and_on_the_task_page(
     script = add_script(scripts_root, "progress.py", PROGRESS_SCRIPT)
     go_on, end = tmp_path / "next", tmp_path / "end"
     task_id = start_task(api, "ui_progress", script, {"next": str(go_on), "end": str(end)})
+    # One task at a time here (the local default): the next one waits for this one.
+    queued = start_task(api, "ui_queued", "fixtures/exit_ok.py", {})
     try:
         page.goto(f"{ui}#/tasks")
         row = page.locator(f'tr[data-id="{task_id}"]')
@@ -99,6 +101,8 @@ def test_progress_is_a_bar_with_words_in_the_list_and_on_the_task_page(
         expect(row.get_by_test_id("progress-text")).to_have_text(
             "epoch 2 of 4 · 60 %", timeout=30_000
         )
+        waiting = page.locator(f'tr[data-id="{queued}"]').get_by_test_id("waiting")
+        expect(waiting).to_contain_text("waiting to start")
         bar = row.get_by_test_id("progress-bar")
         expect(bar).to_have_attribute("aria-valuenow", "60")
         expect(bar.locator("i")).to_have_attribute("style", "width:60.0%")
@@ -125,7 +129,8 @@ def test_progress_is_a_bar_with_words_in_the_list_and_on_the_task_page(
         assert text_fits(live.get_by_test_id("progress-text"))
     finally:
         end.touch()
-        api.post(f"/api/v1/ingestion-tasks/{task_id}/cancel")
+        for started in (queued, task_id):
+            api.post(f"/api/v1/ingestion-tasks/{started}/cancel")
 
 
 def test_a_long_error_wraps_inside_its_card_and_opens_in_full(

@@ -105,3 +105,12 @@ export function progressView(task, { big = false } = {}) {
       : null,
   );
 }
+
+// A pending task has no progress yet: say it waits, and where in the queue when the record
+// says (a `queue_position` the server may add; shown as it comes, not reinterpreted).
+export function waiting(task) {
+  if (task.status !== "pending") return null;
+  const place =
+    typeof task.queue_position === "number" ? ` (queue position ${task.queue_position})` : "";
+  return h("div", { class: "muted", dataset: { testid: "waiting" } }, `waiting to start${place}`);
+}

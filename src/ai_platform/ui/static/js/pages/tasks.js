@@ -16,7 +16,7 @@ import {
   stat,
   table,
 } from "../dom.js";
-import { progressView } from "../progress.js";
+import { progressView, waiting } from "../progress.js";
 import { taskForm } from "./task_form.js";
 
 export const KINDS = ["ingestion", "training"];
@@ -66,7 +66,11 @@ async function list(root, query, ctx) {
           h("small", { class: "sub" }, t.kind),
         ),
         h("td", {}, badge(t.status)),
-        h("td", { class: "progress-col" }, progressView(t) || h("span", { class: "muted" }, "–")),
+        h(
+          "td",
+          { class: "progress-col" },
+          progressView(t) || waiting(t) || h("span", { class: "muted" }, "–"),
+        ),
         h("td", { class: "wrap" }, h("code", {}, t.input), " → ", h("code", {}, t.output)),
         dateCell(t.created_at),
         h("td", { class: "num nowrap" }, fmtDuration(t.started_at, t.completed_at)),
@@ -108,6 +112,7 @@ function liveView(kind, task) {
       stat("created", fmtDate(task.created_at, false)),
     ),
     task.error ? taskError(task.error) : null,
+    progress ? null : waiting(task),
     progress
       ? card("Progress", progress, charts.length ? h("div", { class: "charts" }, charts) : null)
       : null,
