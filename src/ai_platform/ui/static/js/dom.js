@@ -131,7 +131,15 @@ export function table(headers, rows, { empty = "Nothing here yet." } = {}) {
     h(
       "table",
       { class: "grid" },
-      h("thead", {}, h("tr", {}, headers.map((x) => h("th", {}, x)))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          headers.map((x) => h("th", {}, x)),
+        ),
+      ),
       h("tbody", {}, rows),
     ),
   );
@@ -189,7 +197,11 @@ export function replace(el, ...children) {
 // Text that may be long (an error, a path): at most two lines in a table, the full text on
 // hover, and all of it on a click (again to fold it). Long words break instead of widening.
 export function clipped(text, cls = "") {
-  const el = h("div", { class: `clip ${cls}`.trim(), title: text, dataset: { testid: "clip" } }, text);
+  const el = h(
+    "div",
+    { class: `clip ${cls}`.trim(), title: text, dataset: { testid: "clip" } },
+    text,
+  );
   el.addEventListener("click", () => el.classList.toggle("open"));
   return el;
 }

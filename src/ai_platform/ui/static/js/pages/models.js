@@ -49,19 +49,15 @@ async function list(root) {
     root,
     card(
       null,
-      table(
-        ["Name", "Test accuracy", "Epochs", "Trained on", "Weights", "Created"],
-        rows,
-        {
-          empty: h(
-            "span",
-            {},
-            "No models yet: ",
-            h("a", { href: "#/tasks?kind=training" }, "start a training task"),
-            ".",
-          ),
-        },
-      ),
+      table(["Name", "Test accuracy", "Epochs", "Trained on", "Weights", "Created"], rows, {
+        empty: h(
+          "span",
+          {},
+          "No models yet: ",
+          h("a", { href: "#/tasks?kind=training" }, "start a training task"),
+          ".",
+        ),
+      }),
     ),
   );
 }
