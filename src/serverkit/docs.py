@@ -8,6 +8,7 @@ itself under ``/docs/assets/``; nothing else of that package is used.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -60,42 +61,43 @@ def install_offline_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str =
     oauth2_url = app.swagger_ui_oauth2_redirect_url
     app.mount(ASSETS_PREFIX, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
 
-    # root_path: behind a proxy that mounts the app under a prefix, links must carry it.
-    @app.get(docs_url, include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return _confined(
-            get_swagger_ui_html(
-                openapi_url=f"{root}{openapi_url}",
-                title=f"{app.title} - Swagger UI",
-                oauth2_redirect_url=f"{root}{oauth2_url}" if oauth2_url else None,
-                swagger_js_url=f"{root}{ASSETS_PREFIX}/swagger-ui-bundle.js",
-                swagger_css_url=f"{root}{ASSETS_PREFIX}/swagger-ui.css",
-                swagger_favicon_url=f"{root}{ASSETS_PREFIX}/favicon.png",
-                swagger_ui_parameters={**SWAGGER_PARAMETERS, **(app.swagger_ui_parameters or {})},
-            )
+    def swagger_ui(root: str) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}{oauth2_url}" if oauth2_url else None,
+            swagger_js_url=f"{root}{ASSETS_PREFIX}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS_PREFIX}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS_PREFIX}/favicon.png",
+            swagger_ui_parameters={**SWAGGER_PARAMETERS, **(app.swagger_ui_parameters or {})},
         )
 
+    def redoc(root: str) -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{ASSETS_PREFIX}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{ASSETS_PREFIX}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    app.add_api_route(docs_url, _page(swagger_ui), include_in_schema=False)
+    app.add_api_route(redoc_url, _page(redoc), include_in_schema=False)
     if oauth2_url:
 
-        @app.get(oauth2_url, include_in_schema=False)
         async def swagger_ui_redirect() -> HTMLResponse:
             return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get(redoc_url, include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return _confined(
-            get_redoc_html(
-                openapi_url=f"{root}{openapi_url}",
-                title=f"{app.title} - ReDoc",
-                redoc_js_url=f"{root}{ASSETS_PREFIX}/redoc.standalone.js",
-                redoc_favicon_url=f"{root}{ASSETS_PREFIX}/favicon.png",
-                with_google_fonts=False,
-            )
-        )
+        app.add_api_route(oauth2_url, swagger_ui_redirect, include_in_schema=False)
 
 
-def _confined(page: HTMLResponse) -> HTMLResponse:
-    page.headers["Content-Security-Policy"] = CSP
+def _page(build: Callable[[str], HTMLResponse]) -> Callable[[Request], Awaitable[HTMLResponse]]:
+    """A docs page's route: built for the app's mount point, confined to its own origin."""
+
+    async def page(request: Request) -> HTMLResponse:
+        # root_path: behind a proxy that mounts the app under a prefix, links must carry it.
+        response = build(request.scope.get("root_path", ""))
+        response.headers["Content-Security-Policy"] = CSP
+        return response
+
     return page
