@@ -16,6 +16,7 @@ from ai_platform.jobs import INGESTION, TRAINING, JobManager
 from ai_platform.serving.backend import LocalProcessBackend, ServingBackend
 from ai_platform.serving.manager import ServingManager
 from ai_platform.settings import AIPlatformSettings
+from serverkit.docs import install_offline_docs
 from serverkit.http import Guard, install_error_handlers
 
 
@@ -63,9 +64,12 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
         version="0.1.0",
         description="Ingestion and training tasks on a Lance lake, and inference services.",
         lifespan=lifespan,
+        docs_url=None,  # install_offline_docs serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_offline_docs(app)
     app.include_router(lake.datasets)
     app.include_router(lake.models)
     app.include_router(jobs.ingestion)

@@ -12,6 +12,7 @@ from data_platform.executor import Executor, LocalExecutor
 from data_platform.manager import TaskManager
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
+from serverkit.docs import install_offline_docs
 from serverkit.http import Guard, install_error_handlers
 
 
@@ -46,9 +47,12 @@ def create_app(settings: DataPlatformSettings | None = None) -> FastAPI:
         version="0.1.0",
         description="Lance data lake and supervised user-script tasks.",
         lifespan=lifespan,
+        docs_url=None,  # install_offline_docs serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_offline_docs(app)
     app.include_router(datasets.router)
     app.include_router(models.router)
     app.include_router(tasks.router)

@@ -6,6 +6,7 @@ import gzip
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -28,6 +29,40 @@ INK = 128  # an MNIST pixel at least this bright is traced
 
 def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def block_network(context: Any) -> list[str]:
+    """Abort every request of ``context`` that leaves the loopback; returns their URLs, as
+    they are tried, so a test can also check that nothing even tried."""
+    tried: list[str] = []
+
+    def route(route: Any) -> None:
+        url = route.request.url
+        if urlsplit(url).scheme in ("data", "blob") or urlsplit(url).hostname in LOOPBACK:
+            route.continue_()
+        else:
+            tried.append(url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", route)
+    return tried
+
+
+def page_overflow(page: Any) -> dict[str, Any]:
+    """How far the page and each table's box run past where they should end (0 when not)."""
+    return page.evaluate(
+        """() => ({
+          page: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+          tables: [...document.querySelectorAll(".table-wrap")].map(
+            (w) => w.scrollWidth - w.clientWidth),
+          cards: [...document.querySelectorAll(".card")].map(
+            (c) => Math.round(c.getBoundingClientRect().right
+              - document.querySelector("main").getBoundingClientRect().right)),
+        })"""
+    )
 
 
 def mnist_test_digit(index: int) -> tuple[np.ndarray, int]:

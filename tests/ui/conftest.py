@@ -7,6 +7,7 @@ and not every test at once.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,10 +34,21 @@ def wait_task(api: httpx.Client, kind: str, task_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="package")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformServers]:
-    servers = PlatformServers(tmp_path_factory.mktemp("ui-platform")).start()
+def platform_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ui-platform")
+
+
+@pytest.fixture(scope="package")
+def platform(platform_root: Path) -> Iterator[PlatformServers]:
+    servers = PlatformServers(platform_root).start()
     yield servers
     servers.stop()
+
+
+@pytest.fixture(scope="package")
+def scripts_root(platform: PlatformServers, platform_root: Path) -> Path:
+    """Where the platform finds scripts: a test may add its own there."""
+    return platform_root / "scripts"
 
 
 @pytest.fixture(scope="package")

@@ -43,7 +43,7 @@ def test_an_ingestion_task_started_from_the_form_runs_to_its_dataset(
 
     expect(page).to_have_url(re.compile(r"#/tasks/ingestion/[A-Za-z0-9_-]+$"))
     expect(page.locator("h1 .badge")).to_have_attribute("data-status", "completed", timeout=60_000)
-    expect(page.get_by_test_id("progress-text")).to_contain_text("records_done 600")
+    expect(page.get_by_test_id("progress-text")).to_have_text("600 of 600 records · 100 %")
     expect(page.get_by_test_id("progress-bar").locator("i")).to_have_attribute(
         "style", "width:100.0%"
     )

@@ -42,16 +42,18 @@ export function s(tag, attrs, ...children) {
   return el;
 }
 
+// Decimal units, as the CLI shows them: 1 kB = 1,000 bytes, 1 MB = 1,000,000 bytes.
 export function fmtBytes(n) {
   if (n === null || n === undefined) return "–";
-  const units = ["B", "KB", "MB", "GB", "TB"];
+  const units = ["B", "kB", "MB", "GB", "TB"];
   let i = 0;
   let v = Number(n);
-  while (v >= 1000 && i < units.length - 1) {
+  // 999.7 kB would round to "1000 kB": such a value is shown in the next unit.
+  while (v >= 999.5 && i < units.length - 1) {
     v /= 1000;
     i += 1;
   }
-  return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+  return `${v >= 99.95 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
 }
 
 export function fmtInt(n) {
@@ -69,14 +71,28 @@ export function fmtDate(iso, seconds = true) {
   return `${day} ${time}${seconds ? `:${pad(d.getSeconds())}` : ""}`;
 }
 
+// A date for a table cell: it breaks between day and time, never inside either.
+export function dateCell(iso) {
+  const [day, time] = fmtDate(iso, false).split(" ");
+  return h("td", { class: "date" }, h("span", {}, day), time ? [" ", h("span", {}, time)] : null);
+}
+
 export function fmtDuration(startIso, endIso) {
   if (!startIso) return "–";
   const ms = (endIso ? new Date(endIso) : new Date()) - new Date(startIso);
-  if (!(ms >= 0)) return "–";
-  const sec = ms / 1000;
-  if (sec < 60) return `${sec.toFixed(1)} s`;
-  const min = Math.floor(sec / 60);
-  return min < 60 ? `${min} min ${Math.round(sec % 60)} s` : `${(min / 60).toFixed(1)} h`;
+  return fmtSeconds(ms / 1000);
+}
+
+// Rounded once, to the unit shown last: 179.6 s is "3 min 0 s", never "2 min 60 s".
+export function fmtSeconds(sec) {
+  if (!(sec >= 0)) return "–";
+  if (sec < 59.95) return `${sec.toFixed(1)} s`;
+  if (sec < 3599.5) {
+    const whole = Math.round(sec);
+    return `${Math.floor(whole / 60)} min ${whole % 60} s`;
+  }
+  const minutes = Math.round(sec / 60);
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
 // Numbers as people read them: integers whole, small floats with 4 significant digits.
@@ -110,18 +126,32 @@ export function kvTable(obj, { empty = "none" } = {}) {
 export function table(headers, rows, { empty = "Nothing here yet." } = {}) {
   if (!rows.length) return h("p", { class: "empty" }, empty);
   return h(
-    "table",
-    { class: "grid" },
+    "div",
+    { class: "table-wrap" },
     h(
-      "thead",
-      {},
+      "table",
+      { class: "grid" },
       h(
-        "tr",
+        "thead",
         {},
-        headers.map((x) => h("th", {}, x)),
+        h(
+          "tr",
+          {},
+          headers.map((x) => h("th", {}, x)),
+        ),
       ),
+      h("tbody", {}, rows),
     ),
-    h("tbody", {}, rows),
+  );
+}
+
+// The row under a table row that holds its error across every column, so that no error,
+// however long, widens a column.
+export function errorRow(text, columns, forId) {
+  return h(
+    "tr",
+    { class: "error-row", dataset: { errorFor: forId } },
+    h("td", { colspan: columns }, clipped(text, "error-inline")),
   );
 }
 
@@ -161,5 +191,17 @@ export function add(el, ...children) {
 export function replace(el, ...children) {
   el.replaceChildren();
   append(el, children);
+  return el;
+}
+
+// Text that may be long (an error, a path): at most two lines in a table, the full text on
+// hover, and all of it on a click (again to fold it). Long words break instead of widening.
+export function clipped(text, cls = "") {
+  const el = h(
+    "div",
+    { class: `clip ${cls}`.trim(), title: text, dataset: { testid: "clip" } },
+    text,
+  );
+  el.addEventListener("click", () => el.classList.toggle("open"));
   return el;
 }

@@ -1,6 +1,18 @@
 // Datasets: the lake's list, and one dataset's schema, size and Lance versions.
 import { api, seg } from "../api.js";
-import { add, card, errorBox, fmtBytes, fmtDate, fmtInt, h, kvTable, stat, table } from "../dom.js";
+import {
+  add,
+  card,
+  dateCell,
+  errorBox,
+  fmtBytes,
+  fmtDate,
+  fmtInt,
+  h,
+  kvTable,
+  stat,
+  table,
+} from "../dom.js";
 
 export async function render(root, { args }) {
   return args[0] ? detail(root, args[0]) : list(root);
@@ -13,12 +25,12 @@ async function list(root) {
     h(
       "tr",
       { dataset: { id: d.id } },
-      h("td", {}, h("a", { href: `#/datasets/${seg(d.id)}` }, d.id)),
+      h("td", { class: "name" }, h("a", { href: `#/datasets/${seg(d.id)}` }, d.id)),
       h("td", { class: "num" }, fmtInt(d.num_rows)),
       h("td", { class: "num" }, Object.keys(d.schema || {}).length),
       h("td", { class: "num" }, fmtBytes(d.size_bytes)),
       h("td", { class: "num" }, d.version),
-      h("td", { class: "nowrap" }, fmtDate(d.updated_at)),
+      dateCell(d.updated_at),
     ),
   );
   add(

@@ -4,6 +4,7 @@ import { seriesCharts } from "../chart.js";
 import {
   add,
   card,
+  dateCell,
   errorBox,
   fmtBytes,
   fmtDate,
@@ -30,42 +31,33 @@ async function list(root) {
     h(
       "tr",
       { dataset: { id: m.id } },
-      h("td", {}, h("a", { href: `#/models/${seg(m.id)}` }, m.id)),
-      h("td", {}, shortArch(m.architecture)),
+      h(
+        "td",
+        { class: "name" },
+        h("a", { href: `#/models/${seg(m.id)}` }, m.id),
+        ` v${m.version}`,
+        h("small", { class: "sub" }, shortArch(m.architecture)),
+      ),
       h("td", { class: "num" }, fmtPercent(m.metrics?.test_accuracy)),
       h("td", { class: "num" }, fmtValue(m.metrics?.epochs ?? m.history?.length)),
-      h("td", {}, m.source?.name ? `${m.source.name} v${m.source.version}` : "–"),
+      h("td", { class: "name" }, m.source?.name ? `${m.source.name} v${m.source.version}` : "–"),
       h("td", { class: "num" }, fmtBytes(m.weights_bytes || m.size_bytes)),
-      h("td", { class: "num" }, m.version),
-      h("td", { class: "nowrap" }, fmtDate(m.created_at)),
+      dateCell(m.created_at),
     ),
   );
   add(
     root,
     card(
       null,
-      table(
-        [
-          "Name",
-          "Architecture",
-          "Test accuracy",
-          "Epochs",
-          "Trained on",
-          "Weights",
-          "Version",
-          "Created",
-        ],
-        rows,
-        {
-          empty: h(
-            "span",
-            {},
-            "No models yet: ",
-            h("a", { href: "#/tasks?kind=training" }, "start a training task"),
-            ".",
-          ),
-        },
-      ),
+      table(["Name", "Test accuracy", "Epochs", "Trained on", "Weights", "Created"], rows, {
+        empty: h(
+          "span",
+          {},
+          "No models yet: ",
+          h("a", { href: "#/tasks?kind=training" }, "start a training task"),
+          ".",
+        ),
+      }),
     ),
   );
 }

@@ -1,8 +1,9 @@
 // Inference services: the list, a form to serve a model, delete.
 import { api, seg } from "../api.js";
-import { add, badge, card, errorBox, fmtDate, h, replace, table } from "../dom.js";
+import { add, badge, card, dateCell, errorBox, errorRow, h, replace, table } from "../dom.js";
 
 const NAME_OK = /[^A-Za-z0-9_.-]/g;
+const HEADERS = ["Name", "Model", "Status", "Endpoint", "Since", ""];
 
 export async function render(root, { query, ctx }) {
   add(root, h("h1", {}, "Inference services"));
@@ -38,33 +39,40 @@ export async function render(root, { query, ctx }) {
     const rows = items.map((svc) => {
       const del = h("button", { class: "danger small", type: "button" }, "Delete");
       del.addEventListener("click", () => remove(svc, del));
-      return h(
-        "tr",
-        { dataset: { id: svc.id } },
-        h("td", {}, svc.name, svc.error ? h("div", { class: "error-inline" }, svc.error) : null),
+      return [
         h(
-          "td",
-          { class: "nowrap" },
-          h("a", { href: `#/models/${seg(svc.model)}` }, svc.model),
-          ` v${svc.model_version ?? "?"}`,
+          "tr",
+          { class: svc.error ? "has-error" : null, dataset: { id: svc.id } },
+          h("td", { class: "name" }, svc.name),
+          h(
+            "td",
+            { class: "wrap" },
+            h("a", { href: `#/models/${seg(svc.model)}` }, svc.model),
+            ` v${svc.model_version ?? "?"}`,
+            h("small", { class: "sub" }, svc.device),
+          ),
+          h("td", {}, badge(svc.status)),
+          h("td", {}, endpoint(svc.endpoint)),
+          dateCell(svc.started_at || svc.created_at),
+          h(
+            "td",
+            {},
+            h(
+              "div",
+              { class: "actions" },
+              svc.status === "running"
+                ? h("a", { class: "button small", href: `#/pad?service=${seg(svc.id)}` }, "Draw")
+                : null,
+              del,
+            ),
+          ),
         ),
-        h("td", {}, badge(svc.status)),
-        h("td", {}, h("code", {}, svc.endpoint)),
-        h("td", {}, svc.device),
-        h("td", { class: "nowrap" }, fmtDate(svc.started_at || svc.created_at)),
-        h(
-          "td",
-          { class: "actions" },
-          svc.status === "running"
-            ? h("a", { class: "button small", href: `#/pad?service=${seg(svc.id)}` }, "Draw")
-            : null,
-          del,
-        ),
-      );
+        svc.error ? errorRow(svc.error, HEADERS.length, svc.id) : null,
+      ];
     });
     replace(
       holder,
-      table(["Name", "Model", "Status", "Endpoint", "Device", "Since", ""], rows, {
+      table(HEADERS, rows, {
         empty: "No services: serve a model with the form.",
       }),
     );
@@ -74,7 +82,7 @@ export async function render(root, { query, ctx }) {
   await refresh();
 }
 
-async function serviceForm(query, onCreated) {
+async function serviceForm(query, onChanged) {
   const models = (await api.get("/models")).map((m) => m.id);
   const model = h(
     "select",
@@ -138,13 +146,22 @@ async function serviceForm(query, onCreated) {
       };
       if (port.value !== "") body.port = Number(port.value);
       await api.post("/inference-services", body);
-      onCreated();
+      onChanged();
     } catch (err) {
       replace(problem, errorBox(err));
+      // A start that failed leaves a failed service behind (its error says why): list it.
+      onChanged();
     } finally {
       submit.disabled = false;
       submit.textContent = "Start service";
     }
   });
   return card("Serve a model", form);
+}
+
+// An endpoint may break after its scheme (http://) where the column is short, never inside
+// its host or port.
+function endpoint(url) {
+  const [scheme, rest] = String(url).split("://");
+  return rest === undefined ? h("code", {}, url) : h("code", {}, `${scheme}://`, h("wbr"), rest);
 }

@@ -5,16 +5,18 @@ import {
   add,
   badge,
   card,
+  dateCell,
   errorBox,
+  errorRow,
   fmtDate,
   fmtDuration,
-  fmtValue,
   h,
   kvTable,
   replace,
   stat,
   table,
 } from "../dom.js";
+import { progressView, waiting } from "../progress.js";
 import { taskForm } from "./task_form.js";
 
 export const KINDS = ["ingestion", "training"];
@@ -32,42 +34,6 @@ async function fetchAll() {
   return lists
     .flatMap((tasks, i) => tasks.map((t) => ({ ...t, kind: KINDS[i] })))
     .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
-}
-
-// The latest progress point in words, and a fraction when it holds a done/total pair.
-export function progressOf(task) {
-  const p = task.progress;
-  if (!p) return null;
-  const pairs = [
-    ["records_done", "records_total"],
-    ["epoch", "epochs"],
-    ["done", "total"],
-  ];
-  let fraction = null;
-  for (const [done, total] of pairs) {
-    if (typeof p[done] === "number" && typeof p[total] === "number" && p[total] > 0) {
-      fraction = Math.min(1, p[done] / p[total]);
-      break;
-    }
-  }
-  const text = Object.entries(p)
-    .filter(([k]) => k !== "time")
-    .map(([k, v]) => `${k} ${fmtValue(v)}`)
-    .join(" · ");
-  return { fraction, text };
-}
-
-function progressCell(task) {
-  const pr = progressOf(task);
-  if (!pr) return h("span", { class: "muted" }, "–");
-  return h(
-    "div",
-    { class: "progress-cell", title: pr.text },
-    pr.fraction === null
-      ? null
-      : h("div", { class: "bar" }, h("i", { style: `width:${(pr.fraction * 100).toFixed(1)}%` })),
-    h("small", {}, pr.text),
-  );
 }
 
 async function list(root, query, ctx) {
@@ -88,22 +54,32 @@ async function list(root, query, ctx) {
       return;
     }
     if (!ctx.alive) return;
-    const rows = tasks.map((t) =>
+    const headers = ["Name", "Status", "Progress", "Input → output", "Created", "Took"];
+    const rows = tasks.map((t) => [
       h(
         "tr",
-        { dataset: { id: t.id, kind: t.kind } },
-        h("td", {}, h("a", { href: `#/tasks/${t.kind}/${seg(t.id)}` }, t.name)),
-        h("td", {}, t.kind),
+        { class: t.error ? "has-error" : null, dataset: { id: t.id, kind: t.kind } },
+        h(
+          "td",
+          { class: "name" },
+          h("a", { href: `#/tasks/${t.kind}/${seg(t.id)}` }, t.name),
+          h("small", { class: "sub" }, t.kind),
+        ),
         h("td", {}, badge(t.status)),
-        h("td", {}, progressCell(t)),
-        h("td", {}, h("code", {}, t.input), " → ", h("code", {}, t.output)),
-        h("td", { class: "nowrap" }, fmtDate(t.created_at)),
-        h("td", { class: "num" }, fmtDuration(t.started_at, t.completed_at)),
+        h(
+          "td",
+          { class: "progress-col" },
+          progressView(t) || waiting(t) || h("span", { class: "muted" }, "–"),
+        ),
+        h("td", { class: "wrap" }, h("code", {}, t.input), " → ", h("code", {}, t.output)),
+        dateCell(t.created_at),
+        h("td", { class: "num nowrap" }, fmtDuration(t.started_at, t.completed_at)),
       ),
-    );
+      t.error ? errorRow(errorText(t.error), headers.length, t.id) : null,
+    ]);
     replace(
       holder,
-      table(["Name", "Kind", "Status", "Progress", "Input → output", "Created", "Took"], rows, {
+      table(headers, rows, {
         empty: "No tasks yet: start one with the form.",
       }),
     );
@@ -122,7 +98,7 @@ function outputLink(kind, task) {
 }
 
 function liveView(kind, task) {
-  const pr = progressOf(task);
+  const progress = progressView(task, { big: true });
   const result = kind === "ingestion" ? task.stats : task.metrics;
   // Training reports both steps within an epoch and one point per epoch: x is the step.
   const charts = seriesCharts(task.history || [], "step", { minPoints: 2 });
@@ -136,19 +112,9 @@ function liveView(kind, task) {
       stat("created", fmtDate(task.created_at, false)),
     ),
     task.error ? taskError(task.error) : null,
-    pr
-      ? card(
-          "Progress",
-          pr.fraction === null
-            ? null
-            : h(
-                "div",
-                { class: "bar big", dataset: { testid: "progress-bar" } },
-                h("i", { style: `width:${(pr.fraction * 100).toFixed(1)}%` }),
-              ),
-          h("p", { dataset: { testid: "progress-text" } }, pr.text),
-          charts.length ? h("div", { class: "charts" }, charts) : null,
-        )
+    progress ? null : waiting(task),
+    progress
+      ? card("Progress", progress, charts.length ? h("div", { class: "charts" }, charts) : null)
       : null,
     result ? card(kind === "ingestion" ? "Stats" : "Metrics", kvTable(result)) : null,
   ];
@@ -156,13 +122,16 @@ function liveView(kind, task) {
 
 // A failed task's error is {reason, type, message} (e.g. exception, ValueError, "..."), as
 // recorded by the Data Platform; shown in the same box as the API's errors.
-function taskError(error) {
+function errorCode(error) {
   const reason = error.reason || error.code || "failed";
-  return errorBox({
-    code: error.type ? `${reason}: ${error.type}` : reason,
-    message: error.message,
-  });
+  return error.type ? `${reason}: ${error.type}` : reason;
 }
+
+function taskError(error) {
+  return errorBox({ code: errorCode(error), message: error.message });
+}
+
+const errorText = (error) => `${errorCode(error)} — ${error.message ?? ""}`;
 
 function appendLog(pre, text) {
   const stick = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
