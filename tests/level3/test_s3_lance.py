@@ -76,7 +76,16 @@ def test_two_writers_committing_to_one_table_concurrently_lose_nothing(
     }
     writers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.level3.writer", uri, mode, who, str(WRITES_PER_WRITER), str(go)],
+            [
+                sys.executable,
+                "-m",
+                "tests.level3.writer",
+                uri,
+                mode,
+                who,
+                str(WRITES_PER_WRITER),
+                str(go),
+            ],
             env=env,
             cwd=REPO,
             stderr=subprocess.PIPE,
