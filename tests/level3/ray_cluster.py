@@ -46,9 +46,9 @@ HEALTH_CHECK_ENV = {
 _DROPPED_ENV = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
 
 
-def node_ports() -> list[str]:
-    """The ``ray start`` port flags every node needs, each a free port (Ray's fixed defaults
-    would collide between nodes on one machine)."""
+def node_port_params() -> dict[str, str]:
+    """The ``ray start`` port parameters every node needs, each a free port (Ray's fixed
+    defaults would collide between nodes on one machine)."""
     names = (
         "node-manager-port",
         "object-manager-port",
@@ -57,7 +57,11 @@ def node_ports() -> list[str]:
         "dashboard-agent-grpc-port",
         "runtime-env-agent-port",
     )
-    return [f"--{name}={free_port()}" for name in names]
+    return {name: str(free_port()) for name in names}
+
+
+def as_flags(params: Mapping[str, str]) -> list[str]:
+    return [f"--{key}={value}" for key, value in params.items()]
 
 
 @dataclass
@@ -287,7 +291,7 @@ def local_cluster(worker_ips: Sequence[str] = ("127.0.0.3", "127.0.0.4")) -> Ray
         f"--ray-client-server-port={free_port()}",
         f"--resources={json.dumps({'head': 1})}",
         *common,
-        *node_ports(),
+        *as_flags(node_port_params()),
     ]
     cluster.nodes.append(
         RayNode("head", "127.0.0.2", head_argv, node_env(token, HEALTH_CHECK_ENV), root / "head")
@@ -299,7 +303,7 @@ def local_cluster(worker_ips: Sequence[str] = ("127.0.0.3", "127.0.0.4")) -> Ray
             f"--node-ip-address={ip}",
             f"--resources={json.dumps({name: 1})}",
             *common,
-            *node_ports(),
+            *as_flags(node_port_params()),
         ]
         cluster.nodes.append(RayNode(name, ip, argv, node_env(token), root / name))
     return cluster
