@@ -45,6 +45,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     """A head (127.0.0.2) and two workers (127.0.0.3, .4) of one CPU each, for the module."""
     cluster = local_cluster()
     try:
-        yield cluster.start()
+        yield cluster.start(timeout=180.0)  # ~30 s when the machine is idle
     finally:
         cluster.stop()
+    assert not cluster.pids(), "a process of the cluster outlived it"

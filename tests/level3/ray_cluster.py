@@ -26,11 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serverkit.net import free_port, port_is_free
+import httpx
+
+from serverkit.net import free_port
 from serverkit.procs import kill_file_holders, kill_marked, marked_processes, set_pdeathsig
 
 NODE_ENV = "LEVEL3_RAY_NODE"
 RESULT_MARK = "LEVEL3-RESULT "
+MAX_STARTS = 2
 RAY_CLI = Path(sys.executable).with_name("ray")
 OBJECT_STORE_BYTES = 100 * 1024 * 1024  # Ray's floor is 75 MiB; tasks talk through the lake
 # Ray's defaults notice a dead raylet after ~5 failed checks 3 s apart; the platform's
@@ -75,12 +78,14 @@ class RayNode:
     temp_dir: Path
     proc: subprocess.Popen[bytes] | None = None
     node_id: str = ""
+    starts: int = 0
 
     @property
     def log_path(self) -> Path:
         return self.temp_dir / "ray-start.log"
 
     def start(self) -> None:
+        self.starts += 1
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
         env.update(self.env)
@@ -171,16 +176,21 @@ class RayCluster:
         return self
 
     def _wait_for_head(self, timeout: float) -> None:
-        # Workers may start once the GCS listens: they wait for the rest of the head themselves.
+        # `ray start --head` writes this file once its GCS and raylet are up; a worker started
+        # before that may find the GCS listening but the cluster not ready, and exit.
+        address_file = self.head.temp_dir / "ray_current_cluster"
         deadline = time.monotonic() + timeout
-        while port_is_free(self.head.ip, self.gcs_port):
+        while not address_file.exists():
             self._check_alive(deadline)
-            time.sleep(0.1)
+            time.sleep(0.2)
 
     def _wait_for_nodes(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            alive = {n["NodeManagerAddress"]: n["NodeID"] for n in self.list_nodes() if n["Alive"]}
+            try:
+                alive = {n["ip"]: n["node_id"] for n in self.list_nodes() if n["alive"]}
+            except httpx.HTTPError:
+                alive = {}  # the dashboard is not up yet
             if all(node.ip in alive for node in self.nodes):
                 for node in self.nodes:
                     node.node_id = alive[node.ip]
@@ -190,19 +200,42 @@ class RayCluster:
 
     def _check_alive(self, deadline: float) -> None:
         for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is not None:
+            exited = node.proc is not None and node.proc.poll() is not None
+            if exited and node is not self.head and node.starts < MAX_STARTS and not node.node_id:
+                # `ray start` gives a raylet 30 s (fixed) to register; on a loaded machine a
+                # worker can miss that once. Its leftovers go, then it tries again.
+                node.kill()
+                node.start()
+                continue
+            if exited:
+                tail = node.tail()  # before stop removes the log with the temp dirs
                 self.stop()
-                raise RuntimeError(f"ray node {node.name} exited: {node.tail()}")
+                raise RuntimeError(f"ray node {node.name} exited: {tail}")
         if time.monotonic() > deadline:
             tails = "\n".join(f"== {n.name}\n{n.tail()}" for n in self.nodes)
             self.stop()
             raise RuntimeError(f"the Ray cluster did not come up in time:\n{tails}")
 
     def list_nodes(self) -> list[dict[str, Any]]:
-        """The GCS's node table (``ray.nodes()``), asked from a short-lived driver process,
-        so the test process never holds a Ray connection of its own."""
-        nodes = self.run_driver("report(ray.nodes())")
-        return list(nodes)
+        """Every node the GCS knows, from Ray's state API (the dashboard's ``/api/v0/nodes``):
+        ``node_id``, ``ip``, ``alive`` and ``resources`` each. Over HTTP with the token, so
+        polling it costs no driver process."""
+        response = httpx.get(
+            f"{self.dashboard_url}/api/v0/nodes",
+            params={"detail": "true", "limit": "1000"},
+            headers={"Authorization": f"Bearer {self.token_path.read_text().strip()}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return [
+            {
+                "node_id": n["node_id"],
+                "ip": n["node_ip"],
+                "alive": n["state"] == "ALIVE",
+                "resources": n["resources_total"],
+            }
+            for n in response.json()["data"]["result"]["result"]
+        ]
 
     def driver(self, code: str) -> tuple[list[str], dict[str, str]]:
         """argv and env of a driver joined to this cluster: ``ray.init`` first, then ``code``.

@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.level3.ray_cluster import RayCluster, driver_result
@@ -55,14 +56,22 @@ except Exception as exc:
 
 
 def test_every_node_joined_on_its_own_address_with_its_resource(ray_cluster: RayCluster) -> None:
-    nodes = {n["NodeManagerAddress"]: n for n in ray_cluster.list_nodes() if n["Alive"]}
+    nodes = {n["ip"]: n for n in ray_cluster.list_nodes() if n["alive"]}
 
     assert sorted(nodes) == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
     for node in ray_cluster.nodes:
-        resources = nodes[node.ip]["Resources"]
+        resources = nodes[node.ip]["resources"]
         assert resources["CPU"] == 1
         assert resources[node.name] == 1
-    assert nodes["127.0.0.2"]["NodeID"] == ray_cluster.head.node_id
+    assert nodes["127.0.0.2"]["node_id"] == ray_cluster.head.node_id
+
+
+def test_the_cluster_refuses_a_client_without_the_token(ray_cluster: RayCluster) -> None:
+    # (A driver with a wrong token is refused too, but only after ~20 s of Ray's retries.)
+    url = f"{ray_cluster.dashboard_url}/api/v0/nodes"
+    assert httpx.get(url, timeout=10).status_code == 401
+    wrong = {"Authorization": "Bearer " + "0" * 64}
+    assert httpx.get(url, headers=wrong, timeout=10).status_code in (401, 403)
 
 
 def test_a_task_pinned_by_its_custom_resource_runs_on_that_worker(
@@ -93,7 +102,7 @@ def test_a_killed_worker_node_is_marked_dead_and_its_task_fails(
         assert not pid_alive(task_pid)
 
         def worker2_dead() -> bool:
-            states = {n["NodeID"]: n["Alive"] for n in ray_cluster.list_nodes()}
+            states = {n["node_id"]: n["alive"] for n in ray_cluster.list_nodes()}
             return states.get(worker2.node_id) is False
 
         wait_until(worker2_dead, timeout=60, interval=0.5)
@@ -109,5 +118,5 @@ def test_a_killed_worker_node_is_marked_dead_and_its_task_fails(
     assert outcome["error"] in {"NodeDiedError", "WorkerCrashedError", "RayTaskError"}, outcome
     # The GCS health checks (1 s period, 3 failures) bound how long a lost node goes unseen.
     assert noticed_after < 30
-    alive = {n["NodeManagerAddress"] for n in ray_cluster.list_nodes() if n["Alive"]}
+    alive = {n["ip"] for n in ray_cluster.list_nodes() if n["alive"]}
     assert alive == {"127.0.0.2", "127.0.0.3"}
