@@ -13,7 +13,6 @@ import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -187,15 +186,33 @@ def test_the_dockerfile_copies_what_exists_and_enters_through_a_valid_script() -
         assert set(_container("Deployment", name)["args"]) <= roles
 
 
-def test_the_entrypoint_runs_the_role_or_command_it_is_given() -> None:
+def _recording_stub(bin_dir: Path, name: str, record: Path) -> None:
+    stub = bin_dir / name
+    stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {record}\n')
+    stub.chmod(0o755)
+
+
+def test_the_entrypoint_joins_ray_first_then_runs_the_role(tmp_path: Path) -> None:
+    """Which commands each role runs, in order: `ray` and `python` are stubs that record their
+    arguments (what they then do is Ray's and the services' own business, tested elsewhere)."""
+    record = tmp_path / "calls"
+    for name in ("ray", "python"):
+        _recording_stub(tmp_path, name, record)
     entrypoint = str(DEPLOY / "docker-entrypoint.sh")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+
+    joined = {**env, "RAY_JOIN_ADDRESS": "lake-ray-head-svc:6379"}
+    subprocess.run([entrypoint, "data-platform"], env=joined, check=True)
+    calls = record.read_text().splitlines()
+    assert calls[0].startswith("ray start --address=lake-ray-head-svc:6379 --num-cpus=0 ")
+    assert calls[1:] == ["python -m data_platform"]
+
+    record.unlink()
     env.pop("RAY_JOIN_ADDRESS", None)
-    ray = subprocess.run(
-        [entrypoint, "ray", "--version"], env=env, capture_output=True, text=True, check=True
-    )
-    assert "2.59.0" in ray.stdout
+    subprocess.run([entrypoint, "ai-platform"], env=env, check=True)
+    subprocess.run([entrypoint, "ray", "status"], env=env, check=True)
     echo = subprocess.run([entrypoint, "echo", "hi"], capture_output=True, text=True, check=True)
+    assert record.read_text().splitlines() == ["python -m ai_platform", "ray status"]
     assert echo.stdout == "hi\n"
 
 

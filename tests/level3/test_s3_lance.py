@@ -121,7 +121,11 @@ def test_daft_writes_and_reads_lance_on_the_endpoint_through_its_io_config(
         uri, mode="append", io_config=io_config
     )
 
-    read = daft.read_lance(uri, io_config=io_config).where(daft.col("label") > 1).sort("label")
+    read = (
+        daft.read_lance(uri, io_config=io_config)
+        .where(daft.col("label") > daft.lit(1))
+        .sort("label")
+    )
     assert read.to_pydict() == {"label": [3, 4, 5, 9], "name": ["a", "c", "e", "f"]}
     # The same table, read back by bare Lance with the storage options.
     assert lance.dataset(uri, storage_options=s3.storage_options).count_rows() == 6
