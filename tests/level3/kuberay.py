@@ -6,10 +6,12 @@ CRD (kubernetes-validate covers only the core kinds), so this is written from Ku
 (``ray-operator/apis/ray/v1/raycluster_types.go``); the pod templates inside are checked
 against the real core schema (as a ``PodTemplate``) by the tests.
 
-``ray_start_argv``: the ``ray start`` command KubeRay builds for a group's pods
-(``generateRayStartCommand`` in its ``pod.go``): ``--head`` or ``--address=<head service>:<port>``,
-every ``rayStartParams`` entry as ``--KEY=VALUE`` (``"true"`` as a bare flag, ``"false"``
-dropped), ``--memory`` from the container's limit when not given, and ``--block``.
+``ray_start_argv``: the ``ray start`` command KubeRay builds for a group's pods, as its
+``ray-operator/controllers/ray/common/pod.go`` does (v1.7): ``setMissingRayStartParams`` adds
+``address`` (workers), ``dashboard-host`` (head), ``metrics-export-port``,
+``dashboard-agent-listen-port`` and ``block``; ``generateRayStartCommand`` adds ``num-cpus``
+and ``memory`` from the container's resources; ``convertParamMap`` writes the parameters in
+sorted order as ``--KEY=VALUE``, a ``"true"`` as the bare flag and a ``"false"`` not at all.
 """
 
 from __future__ import annotations
@@ -117,14 +119,24 @@ def head_service(cluster: Mapping[str, Any]) -> str:
     return f"{cluster['metadata']['name']}-head-svc:{head.get('port', '6379')}"
 
 
-_TEXT_BOOLEANS = ("log-color", "include-dashboard")  # options whose value may be true/false
+# Options whose value may be "true"/"false" as text (convertParamMap's list).
+_TEXT_BOOLEANS = ("log-color", "include-dashboard", "include-log-monitor")
 _BINARY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+DEFAULT_METRICS_PORT = "8080"
+DEFAULT_DASHBOARD_AGENT_LISTEN_PORT = "52365"
 
 
 def quantity_bytes(quantity: str) -> int:
     for unit, factor in _BINARY_UNITS.items():
         if quantity.endswith(unit):
             return int(quantity.removesuffix(unit)) * factor
+    return int(quantity)
+
+
+def quantity_cpus(quantity: str) -> int:
+    """A CPU quantity as Kubernetes' ``Value()`` gives it: whole CPUs, rounded up."""
+    if quantity.endswith("m"):
+        return -(-int(quantity.removesuffix("m")) // 1000)
     return int(quantity)
 
 
@@ -135,21 +147,34 @@ def ray_start_argv(
     head_address: str,
     overrides: Mapping[str, str],
 ) -> list[str]:
-    """``ray start`` as KubeRay runs it for a group, with ``overrides`` replacing (or adding)
-    parameters: what differs between a pod and a local process (addresses, ports, paths)."""
+    """``ray start`` as KubeRay runs it for a group (without ``ray start`` itself), then
+    ``overrides`` replacing or adding parameters: what differs between a pod and a local
+    process (addresses, ports, sizes)."""
     merged = dict(params)
-    memory = container.get("resources", {}).get("limits", {}).get("memory")
-    if memory and "memory" not in merged:
-        merged["memory"] = str(quantity_bytes(memory))
+    if head:
+        merged.setdefault("dashboard-host", "0.0.0.0")
+    else:
+        merged.setdefault("address", head_address)
+    merged.setdefault("metrics-export-port", DEFAULT_METRICS_PORT)
+    merged["block"] = "true"
+    merged.setdefault("dashboard-agent-listen-port", DEFAULT_DASHBOARD_AGENT_LISTEN_PORT)
+    resources = container.get("resources", {})
+    limits, requests = resources.get("limits", {}), resources.get("requests", {})
+    cpu = limits.get("cpu") or requests.get("cpu")
+    if cpu and "num-cpus" not in merged:
+        merged["num-cpus"] = str(quantity_cpus(cpu))
+    if limits.get("memory") and "memory" not in merged:
+        merged["memory"] = str(quantity_bytes(limits["memory"]))
     merged.update(overrides)
-    argv = ["--head"] if head else [f"--address={head_address}"]
-    for key, value in merged.items():
+    argv = ["--head"] if head else []
+    for key in sorted(merged):
+        value = merged[key]
         if value.lower() in ("true", "false") and key not in _TEXT_BOOLEANS:
             if value.lower() == "true":
                 argv.append(f"--{key}")
         else:
             argv.append(f"--{key}={value}")
-    return [*argv, "--block"]
+    return argv
 
 
 def container_env(

@@ -79,6 +79,35 @@ def test_the_raycluster_uses_only_kuberay_fields_and_valid_pod_templates() -> No
         jsonschema.validate(broken, kuberay.RAYCLUSTER_SCHEMA)
 
 
+def test_the_pods_ray_start_commands_are_those_kuberay_builds_from_the_manifest() -> None:
+    cluster = kuberay.raycluster()
+    head_group = cluster["spec"]["headGroupSpec"]
+    worker_group = cluster["spec"]["workerGroupSpecs"][0]
+    address = kuberay.head_service(cluster)
+    head = kuberay.ray_start_argv(
+        head_group["rayStartParams"],
+        head_group["template"]["spec"]["containers"][0],
+        True,
+        address,
+        {},
+    )
+    worker = kuberay.ray_start_argv(
+        worker_group["rayStartParams"],
+        worker_group["template"]["spec"]["containers"][0],
+        False,
+        address,
+        {},
+    )
+
+    assert head[0] == "--head"
+    assert {"--num-cpus=0", "--port=6379", "--dashboard-host=0.0.0.0", "--block"} <= set(head)
+    assert "--disable-usage-stats" in head
+    assert "--address=lake-ray-head-svc:6379" in worker
+    assert {"--num-cpus=4", '--resources={"lake-worker": 4}', "--block"} <= set(worker)
+    assert f"--memory={16 * 2**30}" in worker  # from the container's limit, as KubeRay does
+    assert f"--object-store-memory={2 * 2**30}" in worker
+
+
 def _unknown_keys(model: BaseModel, raw: Any, where: str = "") -> list[str]:
     """Keys of ``raw`` that ``model`` (parsed from it) has no field for, recursively: Ray's
     schemas accept and drop them silently, so a misspelt option would be lost."""
