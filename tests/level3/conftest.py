@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.level3.ray_cluster import RayCluster, local_cluster
+from tests.level3.ray_cluster import RayCluster, describe, local_cluster
 from tests.level3.s3 import S3Endpoint, SeaweedS3
 
 
@@ -48,4 +48,4 @@ def ray_cluster() -> Iterator[RayCluster]:
         yield cluster.start(timeout=180.0)  # ~30 s when the machine is idle
     finally:
         cluster.stop()
-    assert not cluster.pids(), "a process of the cluster outlived it"
+    assert not cluster.pids(), f"outlived the cluster: {describe(cluster.pids())}"

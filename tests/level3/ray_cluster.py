@@ -63,6 +63,36 @@ def node_port_params() -> dict[str, str]:
     return {name: str(free_port()) for name in names}
 
 
+def holders(directory: Path) -> list[int]:
+    """PIDs of processes with a file under ``directory`` open (deleted since, or not)."""
+    prefix = str(directory)
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if any(
+                os.readlink(fd.path).startswith(prefix) for fd in os.scandir(f"{entry.path}/fd")
+            ):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def describe(pids: Sequence[int]) -> list[str]:
+    """``PID command line`` for each, for an assertion's message."""
+    lines = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            cmdline = "(gone)"
+        lines.append(f"{pid} {cmdline[:200]}")
+    return lines
+
+
 def as_flags(params: Mapping[str, str]) -> list[str]:
     return [f"--{key}={value}" for key, value in params.items()]
 
@@ -103,12 +133,22 @@ class RayNode:
             )
 
     def pids(self) -> list[int]:
-        return marked_processes(NODE_ENV, str(self.temp_dir))
+        """Its live processes: marked ones, and those holding a file of its temp dir open
+        (Ray's agents retitle themselves, which hides the marker in /proc)."""
+        return sorted(
+            set(marked_processes(NODE_ENV, str(self.temp_dir))) | set(holders(self.temp_dir))
+        )
 
-    def kill(self) -> None:
-        """SIGKILL every process of this node at once: a machine that vanished."""
-        kill_marked(NODE_ENV, str(self.temp_dir))
-        kill_file_holders(self.temp_dir)  # agents whose process title hides the marker
+    def kill(self, wait: float = 5.0) -> None:
+        """SIGKILL every process of this node at once: a machine that vanished. Returns once
+        they are gone (a killed process lingers, its files open, until the kernel reaps it)."""
+        deadline = time.monotonic() + wait
+        while True:
+            kill_marked(NODE_ENV, str(self.temp_dir))
+            kill_file_holders(self.temp_dir)  # agents whose process title hides the marker
+            if not self.pids() or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         if self.proc is not None:
             self.proc.wait()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.level3.ray_cluster import RayCluster, driver_result
+from tests.level3.ray_cluster import RayCluster, describe, driver_result
 from tests.support import pid_alive, wait_until
 
 pytestmark = [pytest.mark.level3, pytest.mark.slow]
@@ -98,7 +98,7 @@ def test_a_killed_worker_node_is_marked_dead_and_its_task_fails(
 
         worker2.kill()
         killed_at = time.monotonic()
-        assert not worker2.pids()
+        assert not worker2.pids(), describe(worker2.pids())
         assert not pid_alive(task_pid)
 
         def worker2_dead() -> bool:
