@@ -88,14 +88,19 @@ def test_two_writers_committing_to_one_table_concurrently_lose_nothing(
             ],
             env=env,
             cwd=REPO,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
         for who in ("a", "b")
     ]
     go.touch()  # both are importing lance by now; their commits overlap
+    spans = []
     for writer in writers:
-        _, err = writer.communicate(timeout=120)
+        out, err = writer.communicate(timeout=120)
         assert writer.returncode == 0, err.decode()[-3000:]
+        spans.append(json.loads(out.decode().strip().splitlines()[-1]))
+    (a, b) = spans
+    assert a["began"] < b["ended"] and b["began"] < a["ended"], "the writers did not overlap"
 
     table = lance.dataset(uri, storage_options=s3.storage_options)
     keys = table.to_table()["k"].to_pylist()

@@ -2,7 +2,8 @@
 
 ``python -m tests.level3.writer URI append|merge WHO N GO_FILE``, the storage options as JSON in
 ``LEVEL3_STORAGE_OPTIONS``. It waits for ``GO_FILE`` so that both writers start together and
-their commits race; each commit adds 5 rows keyed ``WHO-i-j``.
+their commits race; each commit adds 5 rows keyed ``WHO-i-j``. It prints, as JSON, when its
+first commit began and its last one ended (wall clock), to show the two really overlapped.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main(uri: str, mode: str, who: str, n: int, go_file: Path) -> None:
         if time.monotonic() > deadline:
             sys.exit("no go signal")
         time.sleep(0.01)
+    began = time.time()
     for i in range(n):
         rows = pa.table({"k": [f"{who}-{i}-{j}" for j in range(5)], "writer": [who] * 5})
         if mode == "append":
@@ -36,6 +38,7 @@ def main(uri: str, mode: str, who: str, n: int, go_file: Path) -> None:
                 .when_not_matched_insert_all()
                 .execute(rows)
             )
+    print(json.dumps({"began": began, "ended": time.time()}))
 
 
 if __name__ == "__main__":
