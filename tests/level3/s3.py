@@ -185,8 +185,11 @@ class SeaweedS3:
     def argv(self) -> list[str]:
         data = self.root / "data"
         data.mkdir(parents=True, exist_ok=True)
+        logs = self.root / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
         return [
             str(WEED),
+            f"-logdir={logs}",  # else its logs pile up in /tmp
             "mini",
             f"-dir={data}",
             f"-ip={HOST}",
@@ -210,6 +213,8 @@ class SeaweedS3:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv(),
+                # Its gRPC sockets go to the temp dir (/tmp/seaweedfs-*.sock): ours, not /tmp.
+                env={**os.environ, "TMPDIR": str(self.root)},
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
