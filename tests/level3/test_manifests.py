@@ -320,11 +320,11 @@ def test_the_raycluster_pods_run_as_local_processes_form_a_cluster_that_runs_a_t
     s3: S3Endpoint,
 ) -> None:
     cluster = _local_pods(s3)
-    head_env = cluster.head.env
-    assert head_env["RAY_AUTH_MODE"] == "token"
-    assert set(HEALTH_CHECK_ENV) & set(head_env), "the manifest tightens Ray's health checks"
     uri = s3.uri("pods/written-on-worker.lance")
     try:
+        head_env = cluster.head.env
+        assert head_env["RAY_AUTH_MODE"] == "token"
+        assert set(HEALTH_CHECK_ENV) & set(head_env), "the manifest tightens Ray's health checks"
         cluster.start(timeout=START_TIMEOUT)
         worker = cluster.node("worker")
         argv, env = cluster.driver(PINNED_LAKE_TASK)
