@@ -270,7 +270,6 @@ def _local_pods(s3: S3Endpoint) -> RayCluster:
     size (the pods' 1-2 GiB of shared memory would not fit here).
     """
     manifest = kuberay.raycluster()
-    root = new_root()
     gcs_port = free_port("127.0.0.2")
     secret_values = kuberay.secrets()
     object_store = {
@@ -283,6 +282,7 @@ def _local_pods(s3: S3Endpoint) -> RayCluster:
     assert set(object_store) == set(secret_values["lake-object-store"])
     secret_values["lake-object-store"] = object_store
     secret_values["lake-ray-token"] = {"token": "unused: mounted as a file"}
+    root = new_root()  # from here on, the caller's cluster.stop() removes it
     cluster = RayCluster(root=root, token_path=write_token(root / "auth_token"), gcs_port=gcs_port)
     cluster.dashboard_port = free_port("127.0.0.2")
     spec = manifest["spec"]
