@@ -1,0 +1,51 @@
+"""Level 3 fixtures: a real S3 endpoint (SeaweedFS) and a multi-node Ray cluster on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.level3.ray_cluster import RayCluster, describe, local_cluster
+from tests.level3.s3 import S3Endpoint, SeaweedS3
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_aws_lookups() -> Iterator[None]:
+    """No SDK in this tier may go looking for AWS (instance metadata, ~/.aws profiles)."""
+    saved = {k: os.environ.get(k) for k in ("AWS_EC2_METADATA_DISABLED", "AWS_CONFIG_FILE")}
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ["AWS_CONFIG_FILE"] = os.devnull
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """One SeaweedFS endpoint for the session; each test writes under its own prefix."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_prefix(request: pytest.FixtureRequest) -> str:
+    return request.node.name.replace("[", "-").replace("]", "")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A head (127.0.0.2) and two workers (127.0.0.3, .4) of one CPU each, for the module."""
+    cluster = local_cluster()
+    try:
+        yield cluster.start(timeout=180.0)  # ~30 s when the machine is idle
+    finally:
+        cluster.stop()
+    assert not cluster.pids(), f"outlived the cluster: {describe(cluster.pids())}"
