@@ -3,6 +3,7 @@ code as MNIST, through ``/predict``'s JSON convenience and OIP, checked against 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -22,6 +23,7 @@ from ai_platform.serving.model_server import create_model_app
 from ai_platform.serving.predictor import Runner, TensorSpec, signature_of
 from lakeapi.errors import InvalidRequest
 from lakekit import modelrec
+from tests.lakekit.mnist_fixture import mnist_arrays
 
 FEATURES, CLASSES = 8, ("low", "mid", "high")
 SEQ_FEATURES = 3
@@ -336,3 +338,34 @@ def test_v1_model_metadata_shows_the_signature(tabular: TestClient) -> None:
     ]
     assert meta["labels"] == list(CLASSES)
     assert tabular.get("/v2/models/wear_mlp/ready").json() == {"name": "wear_mlp", "ready": True}
+
+
+def test_every_route_shares_one_batcher(model_path: str) -> None:
+    """An OIP request, an image request and a JSON one that arrive together share a pass."""
+    app = create_model_app(model_path)
+    plane = app.state.dataplane
+    digits, _ = mnist_arrays("test", 3)
+    spec = plane.runner.info["input_spec"]
+    x = (digits.astype(np.float32) * np.float32(spec["scale"]) - np.float32(spec["mean"])) / (
+        np.float32(spec["std"])
+    )
+    x = x.reshape(3, 1, 28, 28)
+    body = json.dumps({"inputs": [oip_json("image", x)]}).encode()
+
+    async def together() -> tuple:
+        return await asyncio.gather(
+            plane.infer("mnist_mlp_v1", None, body, None),
+            plane.predict_images(list(digits)),
+            plane.predict_json(x.tolist()),
+        )
+
+    before = plane.batcher.passes
+    (oip_body, _), images, convenience = asyncio.run(together())
+    assert plane.batcher.passes - before == 1 and plane.batcher.images >= 9
+    logits = np.reshape(json.loads(oip_body)["outputs"][0]["data"], (3, 10))
+    np.testing.assert_allclose(logits, convenience["outputs"]["logits"], atol=1e-6)
+    assert [int(i) for i in logits.argmax(axis=1)] == [a["prediction"] for a in images]
+    assert [p["prediction"] for p in convenience["predictions"]] == [
+        str(a["prediction"]) for a in images
+    ]
+    plane.batcher.close()

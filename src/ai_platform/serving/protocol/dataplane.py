@@ -191,6 +191,9 @@ class DataPlane:
                 )
             inputs = {names[0]: inputs}
         values = await self.infer_arrays(self.runner.check(inputs))
+        if not all(np.isfinite(v).all() for v in values if v.dtype.kind == "f"):
+            # JSON has no NaN or infinity; OIP's responses carry them, this answer cannot.
+            raise InvalidRequest("the model's outputs for these inputs are not all finite")
         answer: dict[str, Any] = {
             "outputs": {
                 spec.name: value.tolist()
