@@ -21,6 +21,8 @@ from fastapi.testclient import TestClient
 
 from ai_platform.serving.model_server import create_model_app
 from ai_platform.serving.predictor import Runner, TensorSpec, signature_of
+from ai_platform.serving.protocol import infer_type
+from ai_platform.serving.protocol.v2_datamodels import InferenceRequest
 from lakeapi.errors import InvalidRequest
 from lakekit import modelrec
 from tests.lakekit.mnist_fixture import mnist_arrays
@@ -369,3 +371,71 @@ def test_every_route_shares_one_batcher(model_path: str) -> None:
         str(a["prediction"]) for a in images
     ]
     plane.batcher.close()
+
+
+def test_integer_inputs_keep_their_dtype(tmp_path: Path) -> None:
+    """A token model (int64 in): ints are taken, floats refused rather than truncated."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.EmbeddingBag(50, 4), torch.nn.Linear(4, 2))
+    path = tmp_path / "tokens.lance"
+    modelrec.write_model(
+        path,
+        module=net,
+        example_input=torch.randint(0, 50, (4, 6)),
+        input_spec={"shape": [6], "dtype": "int64"},
+        params={},
+        metrics={},
+        history=[],
+        source={},
+        labels=["no", "yes"],
+        architecture="embedding bag",
+    )
+    tokens = np.arange(12, dtype=np.int64).reshape(2, 6)
+    with torch.inference_mode():
+        want = net(torch.from_numpy(tokens)).numpy()
+    with TestClient(create_model_app(str(path)), raise_server_exceptions=False) as c:
+        meta = c.get("/v2/models/tokens").json()
+        assert meta["inputs"] == [{"name": "input", "datatype": "INT64", "shape": [-1, 6]}]
+        header = json.dumps(
+            {
+                "inputs": [
+                    {"name": "input", "shape": [2, 6], "datatype": "INT64",
+                     "parameters": {"binary_data_size": tokens.nbytes}}
+                ],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()  # fmt: skip
+        r = c.post(
+            "/v2/models/tokens/infer",
+            content=header + tokens.astype("<i8").tobytes(),
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
+        assert r.status_code == 200, r.text
+        length = int(r.headers["inference-header-content-length"])
+        out = json.loads(r.content[:length])["outputs"][0]
+        assert out["parameters"]["binary_data_size"] == 2 * 2 * 4
+        got = np.frombuffer(r.content[length:], "<f4").reshape(out["shape"])
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        conv = c.post("/predict", json={"inputs": tokens.tolist()}).json()
+        np.testing.assert_allclose(conv["outputs"]["output"], want, atol=1e-6)
+        assert_envelope(
+            c.post("/predict", json={"inputs": [[0.5] * 6]}),
+            "input 'input' holds float64 values, expected int64",
+        )
+        fp32 = {"inputs": [oip_json("input", tokens.astype(np.float32))]}
+        assert_oip_error(
+            c.post("/v2/models/tokens/infer", json=fp32), 400, "datatype FP32, expected INT64"
+        )
+
+
+def test_bfloat16_tensors_round_trip_as_oip_bits() -> None:
+    values = np.array([1.0, -2.5, 3.140625], np.float32)
+    body, length = infer_type.encode_response({}, [("y", "bfloat16", values)], {"y": True})
+    assert length is not None
+    raw = body[length:]
+    assert raw == torch.tensor(values).to(torch.bfloat16).view(torch.int16).numpy().tobytes()
+    request = InferenceRequest.model_validate(
+        {"inputs": [{"name": "y", "shape": [3], "datatype": "BF16",
+                     "parameters": {"binary_data_size": len(raw)}}]}
+    )  # fmt: skip
+    np.testing.assert_array_equal(infer_type.input_arrays(request, raw)["y"], values)
