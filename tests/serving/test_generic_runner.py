@@ -267,6 +267,8 @@ def test_oip_bad_inputs_name_the_input_and_its_expected_shape(tabular: TestClien
     assert_oip_error(tabular.post(url, json=bytes_input), 400, "datatype 'BYTES' is not one of")
     assert_oip_error(tabular.post("/v2/models/other/infer", json=wrong_shape), 404, "'other'")
     assert_oip_error(tabular.get("/v2/models/wear_mlp/versions/9"), 404, "no version '9'")
+    assert_oip_error(tabular.get("/v2/models/wear_mlp/stats"), 404, "no route GET /v2/models")
+    assert_oip_error(tabular.get("/v2/models/wear_mlp/infer"), 404, "no route GET")
 
 
 def test_unknown_parameters_are_ignored(tabular: TestClient) -> None:

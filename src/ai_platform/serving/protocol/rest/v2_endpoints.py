@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from ai_platform.serving.protocol.dataplane import DataPlane
 from ai_platform.serving.protocol.infer_type import HEADER_LENGTH
 from ai_platform.serving.protocol.v2_datamodels import ModelMetadata, ModelReady, ServerMetadata
-from lakeapi.errors import PlatformError
+from lakeapi.errors import NotFound, PlatformError
 
 log = logging.getLogger(__name__)
 
@@ -88,5 +88,12 @@ def v2_router(plane: DataPlane) -> APIRouter:
             media_type="application/octet-stream",
             headers={"Inference-Header-Content-Length": str(header_length)},
         )
+
+    # Last, so it only takes what no route above did: unknown /v2 paths in OIP's shape too.
+    @router.api_route(
+        "/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
+    )
+    async def unknown(request: Request, rest: str) -> Response:
+        raise NotFound(f"no route {request.method} /v2/{rest}")
 
     return router
