@@ -334,7 +334,7 @@ class Predictor:
 
     def encode(self, images: Sequence[np.ndarray]) -> list[Row]:
         """The runner's rows for the images (checked: (28, 28) uint8 each)."""
-        return [(self.codec.encode(image),) for image in images]
+        return [(row,) for row in self.codec.encode(images)]
 
     def answer(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
         """The classifier's answers for the runner's output rows."""
