@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ai_platform.serving.predictor import MAX_PIXELS, Predictor, decode_image, normalize
+from ai_platform.serving.predictor import Predictor
+from ai_platform.serving.protocol.image import MAX_PIXELS, decode_image, normalize
 from lakeapi.errors import InvalidRequest, ModelNotFound
 from tests.lakekit.mnist_fixture import mnist_arrays
 

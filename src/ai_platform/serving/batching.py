@@ -1,5 +1,9 @@
 """Dynamic batching: predictions that arrive together share one forward pass.
 
+What is batched are rows (an image, or one batch row of every input of a model); every route
+of the model server feeds the same batcher, so an OIP request and a ``/predict`` request that
+arrive together share a pass.
+
 A forward pass over 8 images costs little more than over one, so under concurrent load the
 model server answers several requests per pass, as Ray Serve's ``@serve.batch`` and KServe's
 batcher do. Unlike those, nothing waits for a batch to fill: a request that finds the model
@@ -16,17 +20,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
-Forward = Callable[[Sequence[np.ndarray]], list[dict[str, Any]]]
-_Entry = tuple[Sequence[np.ndarray], "asyncio.Future[list[dict[str, Any]]]"]
+Forward = Callable[[Sequence[Any]], list[Any]]
+_Entry = tuple[Sequence[Any], "asyncio.Future[list[Any]]"]
 
 
 class Batcher:
-    """Queue requests' images and run them through ``forward`` in as few passes as possible.
+    """Queue requests' rows and run them through ``forward`` in as few passes as possible.
 
     Args:
-        forward: classifies a batch of images, one result per image, in order.
+        forward: answers a batch of rows, one result per row, in order.
         max_images: the most images one pass takes from the queue; a single request larger
             than this still runs, alone.
     """
@@ -39,12 +41,18 @@ class Batcher:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="forward")
         self.passes = 0  # forward passes run; with ``requests``, how much batching happened
         self.requests = 0
-        self.images = 0
+        self.images = 0  # rows: images for the image codec
+        self.on_pass: Callable[[int], None] | None = None  # told each pass's row count
 
-    async def predict(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-        """Results for ``images``, computed in a pass shared with concurrent requests."""
+    @property
+    def queued(self) -> int:
+        """Rows waiting for a pass (not counting the pass running now)."""
+        return sum(len(rows) for rows, _ in self._queue)
+
+    async def predict(self, images: Sequence[Any]) -> list[Any]:
+        """Results for ``images`` (rows), computed in a pass shared with concurrent requests."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((images, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
@@ -53,7 +61,8 @@ class Batcher:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:
-            batch, size = [], 0
+            batch: list[_Entry] = []
+            size = 0
             while self._queue and (not batch or size + len(self._queue[0][0]) <= self.max_images):
                 entry = self._queue.popleft()
                 batch.append(entry)
@@ -61,6 +70,8 @@ class Batcher:
             self.passes += 1
             self.requests += len(batch)
             self.images += size
+            if self.on_pass is not None:
+                self.on_pass(size)
             await self._run(loop, batch)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Entry]) -> None:

@@ -2,101 +2,100 @@
 
 ``python -m ai_platform.serving.model_server --model-path P --host 127.0.0.1 --port N``
 
-Routes: ``GET /health``, ``GET /v1/model`` (the record's metadata), ``GET /v1/stats``
-(requests, images and forward passes so far) and ``POST /predict`` with
-``{"image": "<base64>"}`` (one result) or ``{"images": [...]}`` (``{"predictions": [...]}``).
-Concurrent predictions share forward passes (``batching.Batcher``).
-Every error is ``{"error": {"code", "message"}}``.
+Any saved model: tensors in, tensors out, checked against its signature. Routes:
+
+- the platform's (``protocol/rest/v1_endpoints``): ``GET /health``, ``GET /v1/model`` (the
+  record's metadata and signature), ``GET /v1/stats``, ``POST /predict`` (images for image
+  models; ``{"inputs": ...}`` for any model); errors ``{"error": {"code", "message"}}``;
+- the Open Inference Protocol v2 (``protocol/rest/v2_endpoints``): ``/v2/health/live``,
+  ``/v2/health/ready``, ``/v2/models/{name}[/versions/{v}][/ready|/infer]``, JSON and binary
+  tensors; errors ``{"error": "..."}``;
+- ``GET /metrics`` (Prometheus): requests and latency per route and status, rows per forward
+  pass, rows queued, model load time.
+
+Concurrent predictions on every route share forward passes (``batching.Batcher``).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import logging
 import os
 import sys
 import threading
 import time
+from dataclasses import asdict
+from importlib import metadata as package_metadata
 from typing import Any
 
-import numpy as np
 import torch
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi import FastAPI
+from prometheus_client import Gauge, Histogram
 
 from ai_platform.serving.batching import Batcher
-from ai_platform.serving.predictor import RAW_BYTES, Predictor, decode_image
-from lakeapi.errors import InvalidRequest, PlatformError
+from ai_platform.serving.predictor import Runner, Signature
+from ai_platform.serving.protocol.dataplane import DataPlane
+from ai_platform.serving.protocol.rest.v1_endpoints import MAX_BATCH, v1_router
+from ai_platform.serving.protocol.rest.v2_endpoints import v2_router
+from lakeapi.errors import PlatformError
 from serverkit.http import Guard, install_error_handlers
+from serverkit.metrics import install_metrics
 from serverkit.procs import PARENT_ENV
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 1024
+__all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "create_model_app", "main"]
+
 # The whole request body; far above a full batch of raw images (1024 * ~1.1 KB of base64).
 MAX_BODY_BYTES = 64 * 1024 * 1024
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
-class PredictRequest(BaseModel):
-    """Exactly one of ``image`` and ``images``, each base64 (raw 28x28 bytes, PNG or JPEG)."""
-
-    image: str | None = None
-    images: list[str] | None = None
-
-
-_PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
-    }
-}
-_RAW_B64 = len(base64.b64encode(bytes(RAW_BYTES)))  # base64 of 28x28 raw pixels
-
-
-def _images_of(body: bytes) -> tuple[list[str], bool]:
-    """The base64 images of a predict body, checked as ``PredictRequest`` describes, and
-    whether it gave one ``image`` (answered unwrapped) rather than ``images``."""
+def _server_version() -> str:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest('body must be a JSON object with "image" or "images"')
-    image, images = data.get("image"), data.get("images")
-    if (image is None) == (images is None):
-        raise InvalidRequest('give exactly one of "image" and "images"')
-    if image is not None:
-        if not isinstance(image, str):
-            raise InvalidRequest('"image" must be a base64 string')
-        return [image], True
-    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-        raise InvalidRequest('"images" must be a list of base64 strings')
-    if not images:
-        raise InvalidRequest('"images" is empty')
-    if len(images) > MAX_BATCH:
-        raise InvalidRequest(f'"images" holds {len(images)} images; at most {MAX_BATCH}')
-    return images, False
+        return package_metadata.version("lance-ai-platform")
+    except package_metadata.PackageNotFoundError:
+        return "0"
 
 
-def _decode_all(images: list[str], single: bool) -> list[np.ndarray]:
-    if single:
-        return [decode_image(images[0])]
-    decoded = []
-    for i, b64 in enumerate(images):
-        try:
-            decoded.append(decode_image(b64))
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"images[{i}]: {exc.message}") from None
-    return decoded
+def _signature_json(signature: Signature) -> dict[str, Any]:
+    return {
+        "inputs": [asdict(s) | {"shape": list(s.shape)} for s in signature.inputs],
+        "outputs": [asdict(s) | {"shape": list(s.shape)} for s in signature.outputs],
+    }
+
+
+def _install_model_metrics(app: FastAPI, runner: Runner, batcher: Batcher, name: str) -> None:
+    metrics = install_metrics(app, namespace="model_server")
+    registry = metrics.registry
+    load = Gauge(
+        "model_load_seconds",
+        "Seconds to load the model and run its trial passes",
+        ["model"],
+        namespace="model_server",
+        registry=registry,
+    )
+    load.labels(name).set(runner.load_seconds)
+    queued = Gauge(
+        "queue_rows", "Rows waiting for a forward pass", namespace="model_server", registry=registry
+    )
+    queued.set_function(lambda: batcher.queued)
+    rows = Histogram(
+        "batch_rows",
+        "Rows (images, or batch rows of the inputs) per forward pass",
+        namespace="model_server",
+        registry=registry,
+        buckets=_ROW_BUCKETS,
+    )
+    batcher.on_pass = rows.observe
 
 
 def create_model_app(
-    model_path: str, device: str = "cpu", max_body_bytes: int = MAX_BODY_BYTES
+    model_path: str,
+    device: str = "cpu",
+    max_body_bytes: int = MAX_BODY_BYTES,
+    model_name: str | None = None,
 ) -> FastAPI:
     """The model server's app, with the model loaded (so a bad path fails here, at start).
 
@@ -104,57 +103,28 @@ def create_model_app(
         model_path: the model record's Lance path.
         device: torch device, e.g. "cpu".
         max_body_bytes: larger request bodies are refused with 413 before they are read.
+        model_name: the name OIP clients address the model by (default: the record's name).
 
     Raises:
         ModelNotFound: nothing at ``model_path``.
         InvalidRequest: not a model record this server can serve.
     """
-    predictor = Predictor(model_path, device=device)
-    info = predictor.info
+    runner = Runner(model_path, device=device)
+    info = runner.info
     name = info.get("name") or os.path.basename(model_path)
     app = FastAPI(title=f"model server: {name}", version=str(info.get("version")))
     install_error_handlers(app)
     # The platform's own guard, without an API key: services bind loopback, behind the platform.
     app.add_middleware(Guard, api_key=None, max_body_bytes=max_body_bytes)
-    app.state.predictor = predictor
-    metadata = {**info, "device": device}
-    batcher = Batcher(predictor.predict, max_images=MAX_BATCH)
+    batcher = Batcher(runner.forward, max_images=MAX_BATCH)
     app.state.batcher = batcher
     app.router.on_shutdown.append(batcher.close)
-
-    # Trivial routes answer on the event loop, so health checks pass while predictions queue.
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": name, "version": info.get("version")}
-
-    @app.get("/v1/model")
-    async def model() -> dict[str, Any]:
-        return metadata
-
-    @app.get("/v1/stats")
-    async def stats() -> dict[str, int]:
-        """Predictions served: requests, images, and the forward passes they shared."""
-        return {
-            "requests": batcher.requests,
-            "images": batcher.images,
-            "forward_passes": batcher.passes,
-        }
-
-    # The hot path reads the body itself rather than through a pydantic model (the schema is
-    # still documented), decodes raw pixels on the event loop (microseconds) and PNG/JPEG in
-    # the thread pool, and hands the forward pass to the batcher.
-    @app.post("/predict", openapi_extra=_PREDICT_BODY)
-    async def predict(request: Request) -> JSONResponse:
-        images, single = _images_of(await request.body())
-        if all(len(b64) == _RAW_B64 for b64 in images):
-            decoded = _decode_all(images, single)
-        else:
-            decoded = await run_in_threadpool(_decode_all, images, single)
-        results = await batcher.predict(decoded)
-        if single:
-            return JSONResponse(results[0])
-        return JSONResponse({"predictions": results})
-
+    plane = DataPlane(runner, batcher, model_name or name, _server_version())
+    app.state.dataplane = plane
+    metadata = {**info, "device": device, "signature": _signature_json(runner.signature)}
+    app.include_router(v1_router(plane, name, metadata))
+    app.include_router(v2_router(plane))
+    _install_model_metrics(app, runner, batcher, plane.name)
     return app
 
 
@@ -182,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--device", default="cpu", help='torch device, e.g. "cpu", "cuda"')
     parser.add_argument(
+        "--model-name", default=None, help="the name OIP clients use (default: the record's)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -198,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         _exit_with_parent(int(parent))
     torch.set_num_threads(max(1, args.threads))
     try:
-        app = create_model_app(args.model_path, device=args.device)
+        app = create_model_app(args.model_path, device=args.device, model_name=args.model_name)
     except PlatformError as exc:
         # A clear one-line reason in the service's log, not a traceback.
         sys.exit(f"cannot serve {args.model_path}: {exc.code}: {exc.message}")

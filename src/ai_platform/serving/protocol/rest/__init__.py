@@ -1,0 +1,1 @@
+"""HTTP translations of the data plane's operations."""
