@@ -53,7 +53,8 @@ class Batcher:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:
-            batch, size = [], 0
+            batch: list[_Entry] = []
+            size = 0
             while self._queue and (not batch or size + len(self._queue[0][0]) <= self.max_images):
                 entry = self._queue.popleft()
                 batch.append(entry)

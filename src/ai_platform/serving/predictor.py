@@ -80,7 +80,7 @@ def _open_image(raw: bytes) -> np.ndarray:
     """Decode PNG/JPEG bytes to a grayscale float array; refuse huge ones from the header."""
     try:
         # open() reads the header only; pixels are decoded by load() below.
-        image = Image.open(io.BytesIO(raw), formats=_FORMATS)
+        image: Image.Image = Image.open(io.BytesIO(raw), formats=_FORMATS)
     except Image.DecompressionBombError as exc:
         raise InvalidRequest(f"image is too large: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
