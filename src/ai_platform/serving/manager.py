@@ -154,16 +154,16 @@ class ServingManager:
             self._services[service.id] = service
             return self.writer.put(service.model_dump(mode="json"))
 
-    def _update(self, service_id: str, **changes: Any) -> Service | None:
-        """The current record with ``changes``, stored; None if it was deleted meanwhile."""
+    def _update(self, service_id: str, **changes: Any) -> tuple[Service, Future[None]] | None:
+        """The current record with ``changes``, stored, and its write's future; None if the
+        service was deleted meanwhile."""
         with self._lock:
             current = self._services.get(service_id)
             if current is None:
                 return None
             service = current.model_copy(update=changes)
             self._services[service_id] = service
-            self.writer.put(service.model_dump(mode="json"))
-        return service
+            return service, self.writer.put(service.model_dump(mode="json"))
 
     def log_path(self, service_id: str) -> Path:
         return self.log_dir / f"{service_id}.log"
@@ -232,17 +232,21 @@ class ServingManager:
     async def _launch(self, service: Service) -> Service:
         service = service.model_copy(update={"status": ServiceStatus.STARTING, "error": None})
         self._store(service)
-        pid = await asyncio.to_thread(self.backend.start, service, self.log_path(service.id))
+        try:
+            pid = await asyncio.to_thread(self.backend.start, service, self.log_path(service.id))
+        except Exception as exc:  # the runtime refused it: the record must not stay starting
+            log.exception("starting %s failed", service.id)
+            raise await self._failed(service, f"could not start: {exc}") from None
         started = self._update(service.id, pid=pid)
         if started is None:  # deleted while its server started: that server must go too
             await asyncio.to_thread(self.backend.stop, service)
             raise ServiceNotFound(f"Inference service '{service.name}' was deleted")
-        service = started
+        service = started[0]
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             ended = self.backend.exit_status(service)
             if ended is not None:
-                raise self._fail(service, ended)
+                raise await self._failed(service, ended)
             if await self._healthy(service):
                 running = service.model_copy(
                     update={"status": ServiceStatus.RUNNING, "started_at": datetime.now(UTC)}
@@ -253,7 +257,7 @@ class ServingManager:
                 return running
             await asyncio.sleep(HEALTH_POLL_SECONDS)
         await asyncio.to_thread(self.backend.stop, service)
-        raise self._fail(service, f"model did not load within {self.start_timeout:g} s")
+        raise await self._failed(service, f"model did not load within {self.start_timeout:g} s")
 
     async def _healthy(self, service: Service) -> bool:
         try:
@@ -262,12 +266,21 @@ class ServingManager:
             return False
         return response.status_code == 200
 
-    def _fail(self, service: Service, why: str) -> ServiceUnavailable:
-        """Mark the service failed (with its log's last lines); the error to raise, if any."""
+    def _fail(self, service: Service, why: str) -> tuple[ServiceUnavailable, Future[None] | None]:
+        """Mark the service failed (with its log's last lines): the error to raise, and the
+        future of the failed record's write (None if the service was deleted)."""
         tail = self._log_text(service.id, LOG_TAIL_BYTES).strip().splitlines()[-5:]
         message = why + (": " + " | ".join(tail) if tail else "")
-        self._update(service.id, status=ServiceStatus.FAILED, error=message)
-        return ServiceUnavailable(f"inference service '{service.name}' failed: {message}")
+        stored = self._update(service.id, status=ServiceStatus.FAILED, error=message)
+        error = ServiceUnavailable(f"inference service '{service.name}' failed: {message}")
+        return error, (stored[1] if stored else None)
+
+    async def _failed(self, service: Service, why: str) -> ServiceUnavailable:
+        """``_fail``, answered once the failed record is durable (create's promise)."""
+        error, saved = self._fail(service, why)
+        if saved is not None:
+            await asyncio.wrap_future(saved)
+        return error
 
     async def delete(self, id_or_name: str) -> None:
         """Stop the service, free its port, and forget it once that is durable."""
@@ -303,7 +316,7 @@ class ServingManager:
             )
         ended = self.backend.exit_status(service)
         if ended is not None:
-            raise self._fail(service, ended)
+            raise self._fail(service, ended)[0]  # predict never waits for a commit
         return service
 
     async def predict(self, id_or_name: str, body: bytes) -> tuple[int, bytes]:
