@@ -18,10 +18,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformServe
     servers.stop()
 
 
+def _client_of(servers: PlatformServers) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=servers.url, timeout=120) as client:
+        yield client
+
+
 @pytest.fixture(scope="module")
 def api(platform: PlatformServers) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=platform.url, timeout=120) as client:
-        yield client
+    yield from _client_of(platform)
 
 
 @pytest.fixture
@@ -44,5 +48,4 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformServer
 
 @pytest.fixture(scope="module")
 def sapi(serving: PlatformServers) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=serving.url, timeout=120) as client:
-        yield client
+    yield from _client_of(serving)
