@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import signal
 import statistics
 import time
 from collections.abc import Iterator
@@ -154,3 +155,31 @@ def test_200_followers_leave_every_other_call_fast_and_are_freed(
             await asyncio.to_thread(wait_until, lambda: connections_to(dp_port) <= baseline + 2, 10)
 
     asyncio.run(scenario())
+
+
+def test_a_stop_does_not_wait_for_open_followers(tmp_path: Path):
+    servers = PlatformServers(tmp_path / "stop").start()
+    try:
+        pid_file = tmp_path / "stop.pid"
+        body = {
+            "name": "held",
+            "input": "",
+            "script": "fixtures/sleep_forever.py",
+            "params": {"pid_file": str(pid_file)},
+            "output": "held",
+        }
+        with httpx.Client(base_url=servers.url, timeout=httpx.Timeout(30, read=None)) as api:
+            task = api.post("/api/v1/ingestion-tasks", json=body).json()
+            wait_until(pid_file.exists, 30)
+            path = f"/api/v1/ingestion-tasks/{task['id']}/logs"
+            with api.stream("GET", path, params={"follow": True}) as stream:
+                assert b"sleeping" in next(stream.iter_bytes())
+                started = time.monotonic()
+                servers.aip.stop()  # SIGTERM, the follower still open
+                took = time.monotonic() - started
+        # uvicorn re-raises the signal once it has shut down gracefully: -SIGTERM, not 0.
+        assert servers.aip.proc is not None and servers.aip.proc.returncode == -signal.SIGTERM
+        print(f"\nstopped in {took:.1f} s with a follower open")
+        assert took < 15, f"the AI Platform took {took:.1f} s to stop"
+    finally:
+        servers.stop()
