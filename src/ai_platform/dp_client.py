@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from lakeapi.errors import PlatformError, UpstreamUnavailable, error_from_response
-from lakeapi.schemas import Dataset, DatasetVersion, Model, Task
+from lakeapi.schemas import Dataset, DatasetVersion, Model, Task, TaskCreate
 
 R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
@@ -122,7 +122,8 @@ class DataPlatformClient:
         await self._call("DELETE", f"/api/v1/models/{name}")
 
     # tasks
-    async def submit_task(self, body: dict[str, Any]) -> Task:
+    async def submit_task(self, req: TaskCreate) -> Task:
+        body = req.model_dump(mode="json", exclude_none=True)
         return await self._record(Task, "POST", "/api/v1/tasks", json=body)
 
     async def list_tasks(self, **filters: Any) -> list[Task]:

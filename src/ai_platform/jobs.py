@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ai_platform.dp_client import DataPlatformClient, LogStream
 from lakeapi.errors import TaskNotFound
 from lakeapi.names import check_name, new_id
-from lakeapi.schemas import IngestionTask, Job, JobCreate, Task, TrainingTask
+from lakeapi.schemas import IngestionTask, Job, JobCreate, Task, TaskCreate, TrainingTask
 
 
 @dataclass(frozen=True)
@@ -69,16 +69,17 @@ class JobManager:
             task_input = f"datasets/{req.input}"
         else:
             task_input = req.input
-        body = {
-            "id": new_id(self.spec.prefix),
-            "kind": self.spec.kind,
-            "name": req.name,
-            "script": req.script,
-            "input": task_input,
-            "output": f"{self.spec.output_kind}/{req.output}",
-            "params": req.params,
-        }
-        return self._view(await self.client.submit_task(body))
+        # JobCreate's rules are stricter than TaskCreate's: this validates.
+        task = TaskCreate(
+            id=new_id(self.spec.prefix),
+            kind=self.spec.kind,
+            name=req.name,
+            script=req.script,
+            input=task_input,
+            output=f"{self.spec.output_kind}/{req.output}",
+            params=req.params,
+        )
+        return self._view(await self.client.submit_task(task))
 
     async def list(self, status: str | None = None) -> list[Job]:
         tasks = await self.client.list_tasks(kind=self.spec.kind, status=status)

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from ai_platform.dp_client import DataPlatformClient
 from lakeapi.errors import ModelNotFound, TaskAlreadyRunning, UpstreamUnavailable
-from lakeapi.schemas import Dataset
+from lakeapi.schemas import Dataset, TaskCreate
 from serverkit.net import free_port
 from tests.support import wait_until
 
@@ -120,7 +120,7 @@ def test_errors_come_back_as_the_upstream_raised_them(stand_in):
         with pytest.raises(ModelNotFound, match="does not exist"):
             await client.get_model("x")
         with pytest.raises(TaskAlreadyRunning):
-            await client.submit_task({"script": "s.py", "output": "datasets/x"})
+            await client.submit_task(TaskCreate(script="s.py", output="datasets/x"))
         with pytest.raises(UpstreamUnavailable, match="Data Platform failed"):
             await client.get_model("crash")  # a 5xx without an envelope
         with pytest.raises(UpstreamUnavailable, match="unexpected body"):
