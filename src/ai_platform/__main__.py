@@ -11,6 +11,9 @@ from serverkit.http import serve
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # One line per Data Platform call buries what matters (and costs a write per request);
+    # httpx's warnings and errors still show.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = AIPlatformSettings()
     serve(create_app(settings), settings.host, settings.port)
 

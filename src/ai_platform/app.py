@@ -18,6 +18,7 @@ from ai_platform.serving.manager import ServingManager
 from ai_platform.settings import AIPlatformSettings
 from serverkit.docs import install_offline_docs
 from serverkit.http import Guard, install_error_handlers
+from serverkit.recordstore import RecordTable
 
 
 def make_backend(settings: AIPlatformSettings) -> ServingBackend:
@@ -41,13 +42,14 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
             settings.data_platform_url, settings.api_key, settings.upstream_timeout
         )
         serving = ServingManager(
-            settings.state_dir,
+            RecordTable(f"{settings.state_uri}/services.lance", settings.state_storage_options),
+            settings.logs_dir,
             client,
             make_backend(settings),
             settings.serving_start_timeout,
             settings.upstream_timeout,
         )
-        serving.start()
+        await serving.start()
         app.state.client = client
         app.state.serving = serving
         app.state.ingestion = JobManager(client, INGESTION)
@@ -55,9 +57,8 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            serving.close()
             await serving.aclose()
-            client.close()
+            await client.aclose()
 
     app = FastAPI(
         title="AI Platform",
@@ -78,12 +79,12 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
     ui.mount(app)
 
     @app.get("/health", tags=["health"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """Liveness: answers without an API key."""
         return {"status": "ok", "service": "ai-platform", "runtime": settings.runtime}
 
     @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
+    async def home() -> RedirectResponse:
         return RedirectResponse("/ui/")
 
     # Predictions skip the router (see predict_path); Guard, added last, still wraps them.

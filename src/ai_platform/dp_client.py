@@ -1,107 +1,181 @@
-"""The Data Platform as the AI Platform sees it: an HTTP API, nothing more."""
+"""The Data Platform as the AI Platform sees it: an HTTP API, nothing more.
+
+Async (``httpx.AsyncClient``) so that a slow Data Platform holds no thread of ours, and typed:
+every answer is parsed into the one set of wire records (``lakeapi.schemas``). Errors come back
+as the ``PlatformError`` the Data Platform raised; a 5xx without a code of ours, or no answer at
+all, is ``UpstreamUnavailable`` (502).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
+import anyio
 import httpx
+from pydantic import BaseModel, TypeAdapter
 
 from lakeapi.errors import PlatformError, UpstreamUnavailable, error_from_response
+from lakeapi.schemas import Dataset, DatasetVersion, Model, Task, TaskCreate
+
+R = TypeVar("R", bound=BaseModel)
+T = TypeVar("T")
+
+_DATASETS = TypeAdapter(list[Dataset])
+_VERSIONS = TypeAdapter(list[DatasetVersion])
+_MODELS = TypeAdapter(list[Model])
+_TASKS = TypeAdapter(list[Task])
+
+
+class LogStream:
+    """An open log stream: iterate for bytes; ``aclose`` (idempotent) lets go of it upstream."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_bytes():
+                yield chunk
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        # Shielded: this runs when the client left, inside a cancelled scope, and must still
+        # give the connection back (which ends the Data Platform's follower too).
+        with anyio.CancelScope(shield=True):
+            await self._response.aclose()
 
 
 class DataPlatformClient:
-    """Thin synchronous client; errors come back as the ``PlatformError`` the server raised."""
+    """Typed async client of the Data Platform's REST API.
+
+    Args:
+        base_url: the Data Platform, e.g. ``http://127.0.0.1:8001``.
+        api_key: sent as ``Authorization: Bearer <key>`` when set.
+        timeout: seconds for one call (connect, send, read); streams have no read limit.
+    """
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+        )
+        # Log followers get their own pool: however many are open, a call never waits for one.
+        self._streams = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, read=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+        )
 
-    def close(self) -> None:
-        self._http.close()
+    async def aclose(self) -> None:
+        await self._streams.aclose()
+        await self._http.aclose()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self._checked(lambda: self._http.request(method, path, **kwargs))
-
-    def _checked(self, send: Callable[[], httpx.Response]) -> httpx.Response:
-        """``send()``'s response, or the Data Platform's error raised as ours."""
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = send()
+            response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(
-                f"the Data Platform at {self.base_url} is unreachable: {type(exc).__name__}"
-            ) from exc
+            raise self._unreachable(exc) from exc
         if response.status_code >= 400:
-            response.read()  # a streamed response: its error body
-            response.close()
-            try:
-                body = response.json()
-            except ValueError:
-                body = response.text
-            err = error_from_response(response.status_code, body)
-            if type(err) is PlatformError and response.status_code >= 500:
-                raise UpstreamUnavailable(f"the Data Platform failed: {err.message}")
-            raise err
+            raise _error(response)
         return response
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._call(method, path, **kwargs).json()
+    def _unreachable(self, exc: httpx.HTTPError) -> UpstreamUnavailable:
+        return UpstreamUnavailable(
+            f"the Data Platform at {self.base_url} is unreachable: {type(exc).__name__}"
+        )
+
+    async def _record(self, cls: type[R], method: str, path: str, **kwargs: Any) -> R:
+        response = await self._call(method, path, **kwargs)
+        return _parsed(lambda: cls.model_validate_json(response.content), path)
+
+    async def _records(self, adapter: TypeAdapter[list[R]], path: str, **kwargs: Any) -> list[R]:
+        response = await self._call("GET", path, **kwargs)
+        return _parsed(lambda: adapter.validate_json(response.content), path)
 
     # datasets and models
-    def list_datasets(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/api/v1/datasets")
+    async def list_datasets(self) -> list[Dataset]:
+        return await self._records(_DATASETS, "/api/v1/datasets")
 
-    def get_dataset(self, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/api/v1/datasets/{name}")
+    async def get_dataset(self, name: str) -> Dataset:
+        return await self._record(Dataset, "GET", f"/api/v1/datasets/{name}")
 
-    def dataset_versions(self, name: str) -> list[dict[str, Any]]:
-        return self._json("GET", f"/api/v1/datasets/{name}/versions")
+    async def dataset_versions(self, name: str) -> list[DatasetVersion]:
+        return await self._records(_VERSIONS, f"/api/v1/datasets/{name}/versions")
 
-    def delete_dataset(self, name: str) -> None:
-        self._call("DELETE", f"/api/v1/datasets/{name}")
+    async def delete_dataset(self, name: str) -> None:
+        await self._call("DELETE", f"/api/v1/datasets/{name}")
 
-    def list_models(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/api/v1/models")
+    async def list_models(self) -> list[Model]:
+        return await self._records(_MODELS, "/api/v1/models")
 
-    def get_model(self, name: str) -> dict[str, Any]:
-        return self._json("GET", f"/api/v1/models/{name}")
+    async def get_model(self, name: str) -> Model:
+        return await self._record(Model, "GET", f"/api/v1/models/{name}")
 
-    def delete_model(self, name: str) -> None:
-        self._call("DELETE", f"/api/v1/models/{name}")
+    async def delete_model(self, name: str) -> None:
+        await self._call("DELETE", f"/api/v1/models/{name}")
 
     # tasks
-    def submit_task(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._json("POST", "/api/v1/tasks", json=body)
+    async def submit_task(self, req: TaskCreate) -> Task:
+        body = req.model_dump(mode="json", exclude_none=True)
+        return await self._record(Task, "POST", "/api/v1/tasks", json=body)
 
-    def list_tasks(self, **filters: Any) -> list[dict[str, Any]]:
+    async def list_tasks(self, **filters: Any) -> list[Task]:
         params = {k: v for k, v in filters.items() if v is not None}
-        return self._json("GET", "/api/v1/tasks", params=params)
+        return await self._records(_TASKS, "/api/v1/tasks", params=params)
 
-    def get_task(self, task_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/api/v1/tasks/{task_id}")
+    async def get_task(self, task_id: str) -> Task:
+        return await self._record(Task, "GET", f"/api/v1/tasks/{task_id}")
 
-    def cancel_task(self, task_id: str) -> dict[str, Any]:
-        return self._json("POST", f"/api/v1/tasks/{task_id}/cancel")
+    async def cancel_task(self, task_id: str) -> Task:
+        return await self._record(Task, "POST", f"/api/v1/tasks/{task_id}/cancel")
 
-    def follow_task_logs(self, task_id: str, tail: int | None = None) -> Iterator[bytes]:
-        """Open the Data Platform's log stream now (errors raise here); iterate for bytes."""
+    async def task_logs(self, task_id: str, tail: int | None = None) -> str:
+        params = {"tail": tail} if tail is not None else {}
+        return (await self._call("GET", f"/api/v1/tasks/{task_id}/logs", params=params)).text
+
+    async def follow_task_logs(self, task_id: str, tail: int | None = None) -> LogStream:
+        """Open the Data Platform's log stream now (its errors raise here)."""
         params: dict[str, Any] = {"follow": True}
         if tail is not None:
             params["tail"] = tail
-        request = self._http.build_request(
-            "GET", f"/api/v1/tasks/{task_id}/logs", params=params, timeout=None
-        )
-        response = self._checked(lambda: self._http.send(request, stream=True))
-
-        def chunks() -> Iterator[bytes]:
+        request = self._streams.build_request("GET", f"/api/v1/tasks/{task_id}/logs", params=params)
+        try:
+            response = await self._streams.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+        if response.status_code >= 400:
             try:
-                yield from response.iter_bytes()
+                await response.aread()  # the error body of a streamed response
             finally:
-                response.close()
+                await response.aclose()
+            raise _error(response)
+        return LogStream(response)
 
-        return chunks()
 
-    def task_logs(self, task_id: str, tail: int | None = None) -> str:
-        params = {"tail": tail} if tail is not None else {}
-        return self._call("GET", f"/api/v1/tasks/{task_id}/logs", params=params).text
+def _error(response: httpx.Response) -> PlatformError:
+    """The error the Data Platform answered, as ours; a bare 5xx means it failed."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    err = error_from_response(response.status_code, body)
+    if type(err) is PlatformError and response.status_code >= 500:
+        return UpstreamUnavailable(f"the Data Platform failed: {err.message}")
+    return err
+
+
+def _parsed(parse: Callable[[], T], path: str) -> T:
+    """A record parsed from an answer; one that is not our schema is the upstream's failure."""
+    try:
+        return parse()
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise UpstreamUnavailable(
+            f"the Data Platform answered {path} with an unexpected body: {str(exc)[:300]}"
+        ) from exc

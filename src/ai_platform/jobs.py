@@ -6,14 +6,12 @@ restart of either service and this side holds no task state at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from ai_platform.dp_client import DataPlatformClient
+from ai_platform.dp_client import DataPlatformClient, LogStream
 from lakeapi.errors import TaskNotFound
 from lakeapi.names import check_name, new_id
-from lakeapi.schemas import IngestionTask, Job, JobCreate, TrainingTask
+from lakeapi.schemas import IngestionTask, Job, JobCreate, Task, TaskCreate, TrainingTask
 
 
 @dataclass(frozen=True)
@@ -37,25 +35,25 @@ class JobManager:
         self.client = client
         self.spec = spec
 
-    def _view(self, task: dict[str, Any]) -> Job:
-        if task.get("kind") != self.spec.kind:
-            raise TaskNotFound(f"Task '{task.get('id')}' does not exist")
+    def _view(self, task: Task) -> Job:
+        if task.kind != self.spec.kind:
+            raise TaskNotFound(f"Task '{task.id}' does not exist")
         data = {
-            "id": task["id"],
+            "id": task.id,
             "kind": self.spec.kind,
-            "name": task.get("name") or "",
-            "status": task["status"],
-            "input": self._user_input(task.get("input", "")),
-            "script": task["script"],
-            "params": task.get("params") or {},
-            "output": task["output"].partition("/")[2],
-            "created_at": task["created_at"],
-            "started_at": task.get("started_at"),
-            "completed_at": task.get("completed_at"),
-            "error": task.get("error"),
-            "progress": task.get("progress"),
-            "history": task.get("history") or [],
-            self.spec.result_field: task.get("result"),
+            "name": task.name or "",
+            "status": task.status,
+            "input": self._user_input(task.input),
+            "script": task.script,
+            "params": task.params,
+            "output": task.output.partition("/")[2],
+            "created_at": task.created_at,
+            "started_at": task.started_at,
+            "completed_at": task.completed_at,
+            "error": task.error,
+            "progress": task.progress,
+            "history": task.history,
+            self.spec.result_field: task.result,
         }
         return self.spec.record.model_validate(data)
 
@@ -64,48 +62,48 @@ class JobManager:
             return value.removeprefix("datasets/")
         return value
 
-    def submit(self, req: JobCreate) -> Job:
+    async def submit(self, req: JobCreate) -> Job:
         """Raises DatasetNotFound (training input), TaskAlreadyRunning, InvalidRequest."""
         if self.spec.input_is_dataset:
-            self.client.get_dataset(check_name(req.input, "dataset name"))
+            await self.client.get_dataset(check_name(req.input, "dataset name"))
             task_input = f"datasets/{req.input}"
         else:
             task_input = req.input
-        body = {
-            "id": new_id(self.spec.prefix),
-            "kind": self.spec.kind,
-            "name": req.name,
-            "script": req.script,
-            "input": task_input,
-            "output": f"{self.spec.output_kind}/{req.output}",
-            "params": req.params,
-        }
-        return self._view(self.client.submit_task(body))
+        # JobCreate's rules are stricter than TaskCreate's: this validates.
+        task = TaskCreate(
+            id=new_id(self.spec.prefix),
+            kind=self.spec.kind,
+            name=req.name,
+            script=req.script,
+            input=task_input,
+            output=f"{self.spec.output_kind}/{req.output}",
+            params=req.params,
+        )
+        return self._view(await self.client.submit_task(task))
 
-    def list(self, status: str | None = None) -> list[Job]:
-        tasks = self.client.list_tasks(kind=self.spec.kind, status=status)
+    async def list(self, status: str | None = None) -> list[Job]:
+        tasks = await self.client.list_tasks(kind=self.spec.kind, status=status)
         return [self._view(t) for t in tasks]
 
-    def get(self, task_id: str) -> Job:
-        return self._view(self._own(task_id))
+    async def get(self, task_id: str) -> Job:
+        return self._view(await self._own(task_id))
 
-    def cancel(self, task_id: str) -> Job:
-        self._own(task_id)
-        return self._view(self.client.cancel_task(task_id))
+    async def cancel(self, task_id: str) -> Job:
+        await self._own(task_id)
+        return self._view(await self.client.cancel_task(task_id))
 
-    def logs(self, task_id: str, tail: int | None = None) -> str:
-        self._own(task_id)
-        return self.client.task_logs(task_id, tail)
+    async def logs(self, task_id: str, tail: int | None = None) -> str:
+        await self._own(task_id)
+        return await self.client.task_logs(task_id, tail)
 
-    def follow_logs(self, task_id: str, tail: int | None = None) -> Iterator[bytes]:
-        self._own(task_id)
-        return self.client.follow_task_logs(task_id, tail)
+    async def follow_logs(self, task_id: str, tail: int | None = None) -> LogStream:
+        """The task's log stream, open (a missing task raises here, before any byte)."""
+        await self._own(task_id)
+        return await self.client.follow_task_logs(task_id, tail)
 
-    def _own(self, task_id: str) -> dict[str, Any]:
+    async def _own(self, task_id: str) -> Task:
         check_name(task_id, "task id")
-        if not task_id.startswith(self.spec.prefix + "-"):
-            raise TaskNotFound(f"Task '{task_id}' does not exist")
-        task = self.client.get_task(task_id)
-        if task.get("kind") != self.spec.kind:
+        task = await self.client.get_task(task_id)
+        if task.kind != self.spec.kind:
             raise TaskNotFound(f"Task '{task_id}' does not exist")
         return task

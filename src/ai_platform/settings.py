@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,8 +19,18 @@ class AIPlatformSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     data_platform_url: str = Field("http://127.0.0.1:8001", description="Data Platform base URL.")
-    state_dir: Path = Field(
-        Path("./lance_storage/_ai_platform"), description="Inference-service records (Lance)."
+    state_dir: str = Field(
+        "./lance_storage/_ai_platform",
+        description="Inference-service records (Lance): a path, 'file://...' or 's3://...'.",
+    )
+    state_storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Lance storage options for state_dir (JSON object in the environment).",
+    )
+    log_dir: Path | None = Field(
+        None,
+        description="Model-server logs, on this machine's disk; unset: <state_dir>/logs when "
+        "state_dir is local, else ./.aip-logs.",
     )
     api_key: str | None = Field(
         None, description="When set, requests need 'Bearer <key>'; also sent to the Data Platform."
@@ -46,3 +58,32 @@ class AIPlatformSettings(BaseSettings):
     ray_replica_cpus: float = Field(
         0.0, ge=0, description="runtime=ray: CPUs each model replica reserves in Ray."
     )
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @property
+    def state_uri(self) -> str:
+        """``state_dir`` as Lance takes it: an absolute path when local, else the URI as is."""
+        local = local_path(self.state_dir)
+        return str(local.resolve()) if local is not None else self.state_dir.rstrip("/")
+
+    @property
+    def logs_dir(self) -> Path:
+        """Where model-server logs go: always a local directory (the servers run here)."""
+        if self.log_dir is not None:
+            return self.log_dir
+        local = local_path(self.state_dir)
+        return (local / "logs") if local is not None else Path(".aip-logs")
+
+
+def local_path(uri: str) -> Path | None:
+    """The local path a state URI names (a plain path or ``file://``), or None (object storage)."""
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    if parts.scheme and len(parts.scheme) > 1:  # one letter: a Windows drive, still a path
+        return None
+    return Path(uri)

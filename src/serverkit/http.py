@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lakeapi.errors import PayloadTooLarge, PlatformError, Unauthorized
+from lakeapi.errors import InvalidRequest, PayloadTooLarge, PlatformError, Unauthorized
+from lakeapi.names import NAME_PATTERN, check_name
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,20 @@ def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
         loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-        parts.append(f"{loc or 'body'}: {error.get('msg', 'invalid')}")
+        parts.append(f"{loc or 'body'}: {_describe_error(error, loc or 'name')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _describe_error(error: dict[str, Any], what: str) -> str:
+    """Pydantic's message, except that a name breaking the naming rule gets the rule in words
+    (the one ``check_name`` states), not the regular expression."""
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
+        try:
+            check_name(str(error.get("input")), what)
+        except InvalidRequest as err:
+            return err.message
+    return str(error.get("msg", "invalid"))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -179,7 +179,10 @@ def use_token(token_path: Path | str | None) -> None:
     if "ray._raylet" in sys.modules:
         # Ray caches the mode (C++ config) and the token once loaded; refresh both, as Ray's
         # own _enable_token_auth does, or ray.init still connects without a token.
-        from ray._raylet import AuthenticationTokenLoader, Config
+        from ray._raylet import (  # type: ignore[attr-defined]  # compiled, no stubs for these
+            AuthenticationTokenLoader,
+            Config,
+        )
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from ai_platform.api.deps import Ingestion, Training
 from ai_platform.jobs import JobManager
@@ -19,28 +20,37 @@ Tail = Annotated[int | None, Query(ge=0, le=100000)]
 
 def _routes(router: APIRouter, record: type[Any], dep: Any, noun: str) -> None:
     @router.post("", response_model=record, status_code=201, summary=f"Submit a {noun} task")
-    def submit(req: JobCreate, jobs: dep) -> Any:
-        return jobs.submit(req)
+    async def submit(req: JobCreate, jobs: dep) -> Any:
+        return await jobs.submit(req)
 
-    @router.get("", response_model=list[record], summary=f"List {noun} tasks, newest first")
-    def list_jobs(jobs: dep, status: Status = None) -> Any:
-        return jobs.list(status)
+    @router.get(
+        "",
+        response_model=list[record],  # type: ignore[valid-type]
+        summary=f"List {noun} tasks, newest first",
+    )
+    async def list_jobs(jobs: dep, status: Status = None) -> Any:
+        return await jobs.list(status)
 
     @router.get("/{task_id}", response_model=record, summary=f"One {noun} task")
-    def get(task_id: str, jobs: dep) -> Any:
-        return jobs.get(task_id)
+    async def get(task_id: str, jobs: dep) -> Any:
+        return await jobs.get(task_id)
 
     @router.post("/{task_id}/cancel", response_model=record, summary=f"Cancel a {noun} task")
-    def cancel(task_id: str, jobs: dep) -> Any:
-        return jobs.cancel(task_id)
+    async def cancel(task_id: str, jobs: dep) -> Any:
+        return await jobs.cancel(task_id)
 
     @router.get("/{task_id}/logs", response_class=PlainTextResponse, summary=f"A {noun} task's log")
-    def logs(task_id: str, jobs: dep, tail: Tail = None, follow: bool = False) -> Response:
+    async def logs(task_id: str, jobs: dep, tail: Tail = None, follow: bool = False) -> Response:
         """``?tail=N`` for the last N lines; ``?follow=true`` streams until the task ends."""
         manager: JobManager = jobs
-        if follow:
-            return StreamingResponse(manager.follow_logs(task_id, tail), media_type="text/plain")
-        return PlainTextResponse(manager.logs(task_id, tail))
+        if not follow:
+            return PlainTextResponse(await manager.logs(task_id, tail))
+        stream = await manager.follow_logs(task_id, tail)
+        # The background task runs when the client left too: the upstream stream is let go
+        # even if the body iterator was cancelled between two chunks.
+        return StreamingResponse(
+            aiter(stream), media_type="text/plain", background=BackgroundTask(stream.aclose)
+        )
 
 
 ingestion = APIRouter(prefix="/api/v1/ingestion-tasks", tags=["ingestion-tasks"])

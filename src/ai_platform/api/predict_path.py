@@ -1,8 +1,8 @@
 """The platform's predict route as pure ASGI: the one hot path, answered without the router.
 
-``POST /api/v1/inference-services/{id}/predict`` is forwarded to the model server as-is. Going
-through FastAPI's routing, dependency solving and response classes costs several times what
-the forwarding itself does, and every prediction through the platform pays it. This
+``POST /api/v1/inference-services/{id or name}/predict`` is forwarded to the model server
+as-is. Going through FastAPI's routing, dependency solving and response classes costs several
+times what the forwarding itself does, and every prediction through the platform pays it. This
 middleware sits inside ``Guard`` (so the API key and the body limit still apply) and answers
 that one path itself; every other request goes on to the app. The FastAPI route of the same
 path stays: it documents the route in the OpenAPI spec and serves when this is not installed.

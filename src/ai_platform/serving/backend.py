@@ -43,11 +43,15 @@ class ServingBackend(ABC):
 
     @abstractmethod
     def exit_status(self, service: Service) -> str | None:
-        """None while the server runs; else how it ended."""
+        """None while the server runs; else how it ended. Never blocks: predict asks."""
 
     @abstractmethod
     def stop(self, service: Service) -> None:
         """Stop the server and free its port; no-op if it is gone."""
+
+    def refresh(self) -> None:  # noqa: B027 - optional hook
+        """Fetch the runtime's view of every server (may block: the monitor thread calls it;
+        ``exit_status`` then answers from what was fetched, without blocking)."""
 
     def reclaim(self, service: Service) -> None:  # noqa: B027 - optional hook
         """Kill whatever a previous platform process left of this service."""

@@ -1,89 +1,126 @@
 """Inference services: records, model-server life cycle, and predict forwarding.
 
-Records are kept in a Lance table under the AI Platform's state directory, so a restart knows
-every service. Services that were running when the platform stopped are started again on the
-same port (their status reads ``starting`` until the model has loaded).
+Records live in memory under a lock that is only ever held for dictionary work, and are
+persisted by one ordered ``RecordWriter`` (a Lance table under the AI Platform's state URI),
+so a restart knows every service. A route that promises a record (create, delete) answers once
+the writer made it durable; predict and the monitor never wait for a commit. Services that were
+running when the platform stopped are started again on the same port (their status reads
+``starting`` until the model has loaded).
+
+The event loop never blocks here: model servers are started and stopped in worker threads,
+health is polled asynchronously, and the backend's own status calls (Ray Serve's are blocking
+RPCs) run on the monitor thread, which caches what predict reads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from ai_platform.dp_client import DataPlatformClient
 from ai_platform.serving.backend import ServingBackend
-from lakeapi.errors import (
-    ServiceAlreadyExists,
-    ServiceNotFound,
-    ServiceUnavailable,
-)
+from lakeapi.errors import ServiceAlreadyExists, ServiceNotFound, ServiceUnavailable
 from lakeapi.names import new_id
 from lakeapi.schemas import Service, ServiceCreate, ServiceStatus
-from serverkit.recordstore import RecordTable
+from serverkit.recordstore import RecordTable, RecordWriter
 from serverkit.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
 
 MONITOR_SECONDS = 0.5
+HEALTH_POLL_SECONDS = 0.1
 LOG_TAIL_BYTES = 2000
+COMPACT_EVERY_COMMITS = 200
 
 
 class ServingManager:
+    """Services by id or by name; one writer persists them.
+
+    Args:
+        table: where the service records are kept.
+        log_dir: model-server logs (local: the servers run on this machine).
+        client: the Data Platform (models are looked up there).
+        backend: where model servers run.
+        start_timeout: seconds a model may take to load.
+        upstream_timeout: seconds for a prediction forwarded to a model server.
+    """
+
     def __init__(
         self,
-        state_dir: Path,
+        table: RecordTable,
+        log_dir: Path,
         client: DataPlatformClient,
         backend: ServingBackend,
         start_timeout: float,
         upstream_timeout: float,
     ) -> None:
-        self.state_dir = state_dir
+        self.log_dir = log_dir
         self.client = client
         self.backend = backend
         self.start_timeout = start_timeout
-        self.table = RecordTable(state_dir / "services.lance")
+        self.writer = RecordWriter(table, compact_every=COMPACT_EVERY_COMMITS, name="services")
         self._services: dict[str, Service] = {}
-        self._lock = threading.RLock()
+        self._ids_by_name: dict[str, str] = {}
+        self._lock = threading.Lock()  # dictionary work only: never held across I/O
         self._closed = threading.Event()
         self._monitor: threading.Thread | None = None
+        self._revival: asyncio.Task[None] | None = None
         # Idle connections are dropped before uvicorn's 5 s keep-alive closes them.
         self._upstream = UpstreamPool(upstream_timeout, idle_seconds=2.0)
+        self._probe = httpx.AsyncClient(timeout=1.0)
 
     # -- life cycle ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        revive = []
-        for data in self.table.load_all():
-            service = Service.model_validate(data)
-            self._services[service.id] = service
-            self.backend.reclaim(service)  # nothing of the last process may linger
-            if service.status is not ServiceStatus.FAILED:
-                revive.append(service)
+    async def start(self) -> None:
+        """Load the records, reclaim what a previous process left, revive in the background."""
+        revive = await asyncio.to_thread(self._load)
         if revive:
-            threading.Thread(
-                target=self._revive, args=(revive,), name="revive", daemon=True
-            ).start()
+            self._revival = asyncio.create_task(self._revive(revive), name="revive")
         self._monitor = threading.Thread(target=self._watch, name="serving-monitor", daemon=True)
         self._monitor.start()
 
-    def close(self) -> None:
-        self._closed.set()
-        self.backend.close()
+    def _load(self) -> list[Service]:
+        self.backend.refresh()
+        revive = []
+        for data in self.writer.table.load_all():
+            service = Service.model_validate(data)
+            with self._lock:
+                self._services[service.id] = service
+                self._ids_by_name[service.name] = service.id
+            self.backend.reclaim(service)  # nothing of the last process may linger
+            if service.status is not ServiceStatus.FAILED:
+                revive.append(service)
+        return revive
 
-    def _revive(self, services: list[Service]) -> None:
+    async def aclose(self) -> None:
+        """Stop the monitor, the revival, every model server, then the writer."""
+        self._closed.set()
+        if self._revival is not None:
+            self._revival.cancel()
+        if self._monitor is not None:
+            await asyncio.to_thread(self._monitor.join, 5)
+        await asyncio.to_thread(self.backend.close)
+        await asyncio.to_thread(self.writer.close)
+        await self._upstream.close()
+        await self._probe.aclose()
+
+    async def _revive(self, services: list[Service]) -> None:
         for service in services:
             if self._closed.is_set():
                 return
             try:
                 revived = service.model_copy(update={"restarts": service.restarts + 1})
-                self._launch(self.backend.revived(revived))
+                await self._launch(self.backend.revived(revived))
             except ServiceUnavailable as exc:
                 log.warning("could not restart %s: %s", service.id, exc.message)
 
@@ -91,39 +128,64 @@ class ServingManager:
 
     def list(self) -> list[Service]:
         with self._lock:
-            return sorted(self._services.values(), key=lambda s: s.created_at, reverse=True)
+            services = list(self._services.values())
+        return sorted(services, key=lambda s: s.created_at, reverse=True)
 
-    def get(self, service_id: str) -> Service:
-        with self._lock:
-            service = self._services.get(service_id)
+    def get(self, id_or_name: str) -> Service:
+        """A service by id, or else by name.
+
+        Raises:
+            ServiceNotFound: neither matches (404).
+        """
+        # No lock: one dictionary read is atomic, and predict comes through here.
+        service = self._services.get(id_or_name)
         if service is None:
-            raise ServiceNotFound(f"Inference service '{service_id}' does not exist")
+            service = self._services.get(self._ids_by_name.get(id_or_name, ""))
+        if service is None:
+            raise ServiceNotFound(f"Inference service '{id_or_name}' does not exist")
         return service
 
-    def _put(self, service: Service) -> Service:
+    def _store(self, service: Service) -> Future[None] | None:
+        """Replace a service's record in memory and hand it to the writer (in the same order
+        as in memory, hence under the lock: handing over is not committing). None: deleted."""
         with self._lock:
-            if service.id in self._services:  # not deleted meanwhile
-                self._services[service.id] = service
-                self.table.upsert(service.model_dump(mode="json"))
-        return service
+            if service.id not in self._services:
+                return None
+            self._services[service.id] = service
+            return self.writer.put(service.model_dump(mode="json"))
+
+    def _update(self, service_id: str, **changes: Any) -> tuple[Service, Future[None]] | None:
+        """The current record with ``changes``, stored, and its write's future; None if the
+        service was deleted meanwhile."""
+        with self._lock:
+            current = self._services.get(service_id)
+            if current is None:
+                return None
+            service = current.model_copy(update=changes)
+            self._services[service_id] = service
+            return service, self.writer.put(service.model_dump(mode="json"))
 
     def log_path(self, service_id: str) -> Path:
-        return self.state_dir / "logs" / f"{service_id}.log"
+        return self.log_dir / f"{service_id}.log"
 
-    def logs(self, service_id: str, tail_bytes: int | None = None) -> str:
-        self.get(service_id)
+    def logs(self, id_or_name: str, tail_bytes: int | None = None) -> str:
+        """The model server's log (blocking file read: call it off the event loop)."""
+        return self._log_text(self.get(id_or_name).id, tail_bytes)
+
+    def _log_text(self, service_id: str, tail_bytes: int | None) -> str:
         try:
-            data = self.log_path(service_id).read_bytes()
+            with open(self.log_path(service_id), "rb") as fh:
+                if tail_bytes is not None:
+                    fh.seek(max(0, fh.seek(0, 2) - tail_bytes))
+                data = fh.read()
         except FileNotFoundError:
             return ""
-        if tail_bytes is not None:
-            data = data[-tail_bytes:]
         return data.decode("utf-8", errors="replace")
 
     # -- create and delete ---------------------------------------------------------------
 
-    def create(self, req: ServiceCreate) -> Service:
-        """Load the model in a new server and wait until it answers.
+    async def create(self, req: ServiceCreate) -> Service:
+        """Load the model in a new server and wait until it answers (and its record is durable).
 
         Raises:
             ServiceAlreadyExists: the name is taken (409).
@@ -133,9 +195,9 @@ class ServingManager:
                 serves every service on its one HTTP port).
             ServiceUnavailable: the server did not come up (503; the record shows why).
         """
-        model = self.client.get_model(req.model)
+        model = await self.client.get_model(req.model)
         with self._lock:
-            if any(s.name == req.name for s in self._services.values()):
+            if req.name in self._ids_by_name:
                 raise ServiceAlreadyExists(f"Inference service '{req.name}' already exists")
             service_id = new_id("serve")
             taken = {s.port for s in self._services.values()}
@@ -144,65 +206,99 @@ class ServingManager:
                 id=service_id,
                 name=req.name,
                 model=req.model,
-                model_path=model["path"],
-                model_version=model.get("version"),
+                model_path=model.path,
+                model_version=model.version,
                 device=req.device,
                 port=port,
                 endpoint=endpoint,
             )
             self._services[service.id] = service
-            self.table.upsert(service.model_dump(mode="json"))
-        return self._launch(service)
+            self._ids_by_name[service.name] = service.id
+            saved = self.writer.put(service.model_dump(mode="json"))
+        try:
+            await asyncio.wrap_future(saved)
+        except Exception:
+            self._forget(service)
+            raise
+        return await self._launch(service)
 
-    def _launch(self, service: Service) -> Service:
-        service = self._put(
-            service.model_copy(update={"status": ServiceStatus.STARTING, "error": None})
-        )
-        pid = self.backend.start(service, self.log_path(service.id))
-        service = self._put(service.model_copy(update={"pid": pid}))
+    def _forget(self, service: Service) -> Future[None]:
+        with self._lock:
+            self._services.pop(service.id, None)
+            if self._ids_by_name.get(service.name) == service.id:
+                del self._ids_by_name[service.name]
+            return self.writer.delete(service.id)
+
+    async def _launch(self, service: Service) -> Service:
+        service = service.model_copy(update={"status": ServiceStatus.STARTING, "error": None})
+        self._store(service)
+        try:
+            pid = await asyncio.to_thread(self.backend.start, service, self.log_path(service.id))
+        except Exception as exc:  # the runtime refused it: the record must not stay starting
+            log.exception("starting %s failed", service.id)
+            raise await self._failed(service, f"could not start: {exc}") from None
+        started = self._update(service.id, pid=pid)
+        if started is None:  # deleted while its server started: that server must go too
+            await asyncio.to_thread(self.backend.stop, service)
+            raise ServiceNotFound(f"Inference service '{service.name}' was deleted")
+        service = started[0]
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             ended = self.backend.exit_status(service)
             if ended is not None:
-                return self._fail(service, ended, raise_=True)
-            try:
-                if httpx.get(f"{service.endpoint}/health", timeout=1).status_code == 200:
-                    return self._put(
-                        service.model_copy(
-                            update={
-                                "status": ServiceStatus.RUNNING,
-                                "started_at": datetime.now(UTC),
-                            }
-                        )
-                    )
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.backend.stop(service)
-        return self._fail(service, f"model did not load within {self.start_timeout:g} s", True)
+                raise await self._failed(service, ended)
+            if await self._healthy(service):
+                running = service.model_copy(
+                    update={"status": ServiceStatus.RUNNING, "started_at": datetime.now(UTC)}
+                )
+                saved = self._store(running)
+                if saved is not None:
+                    await asyncio.wrap_future(saved)
+                return running
+            await asyncio.sleep(HEALTH_POLL_SECONDS)
+        await asyncio.to_thread(self.backend.stop, service)
+        raise await self._failed(service, f"model did not load within {self.start_timeout:g} s")
 
-    def _fail(self, service: Service, why: str, raise_: bool = False) -> Service:
-        tail = self.logs(service.id, LOG_TAIL_BYTES).strip().splitlines()[-5:]
+    async def _healthy(self, service: Service) -> bool:
+        try:
+            response = await self._probe.get(f"{service.endpoint}/health")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def _fail(self, service: Service, why: str) -> tuple[ServiceUnavailable, Future[None] | None]:
+        """Mark the service failed (with its log's last lines): the error to raise, and the
+        future of the failed record's write (None if the service was deleted)."""
+        tail = self._log_text(service.id, LOG_TAIL_BYTES).strip().splitlines()[-5:]
         message = why + (": " + " | ".join(tail) if tail else "")
-        failed = self._put(
-            service.model_copy(update={"status": ServiceStatus.FAILED, "error": message})
-        )
-        if raise_:
-            raise ServiceUnavailable(f"inference service '{service.name}' failed: {message}")
-        return failed
+        stored = self._update(service.id, status=ServiceStatus.FAILED, error=message)
+        error = ServiceUnavailable(f"inference service '{service.name}' failed: {message}")
+        return error, (stored[1] if stored else None)
 
-    def delete(self, service_id: str) -> None:
-        service = self.get(service_id)
-        self.backend.stop(service)
-        with self._lock:
-            self._services.pop(service_id, None)
-            self.table.delete(service_id)
-        self.log_path(service_id).unlink(missing_ok=True)
+    async def _failed(self, service: Service, why: str) -> ServiceUnavailable:
+        """``_fail``, answered once the failed record is durable (create's promise)."""
+        error, saved = self._fail(service, why)
+        if saved is not None:
+            await asyncio.wrap_future(saved)
+        return error
+
+    async def delete(self, id_or_name: str) -> None:
+        """Stop the service, free its port, and forget it once that is durable."""
+        service = self.get(id_or_name)
+        removed = self._forget(service)  # first: the monitor must not mark it failed now
+        await asyncio.to_thread(self.backend.stop, service)
+        await asyncio.wrap_future(removed)
+        await asyncio.to_thread(self.log_path(service.id).unlink, missing_ok=True)
 
     # -- health and predict --------------------------------------------------------------
 
     def _watch(self) -> None:
         while not self._closed.wait(MONITOR_SECONDS):
+            try:
+                self.backend.refresh()
+            except Exception:  # a status call failing must not end the monitor
+                log.exception("refreshing the serving backend's status failed")
+                continue
             for service in self.list():
                 if service.status is not ServiceStatus.RUNNING:
                     continue
@@ -211,8 +307,8 @@ class ServingManager:
                     log.warning("%s: %s", service.id, ended)
                     self._fail(service, ended)
 
-    def _ready(self, service_id: str) -> Service:
-        service = self.get(service_id)
+    def _ready(self, id_or_name: str) -> Service:
+        service = self.get(id_or_name)
         if service.status is not ServiceStatus.RUNNING:
             detail = f": {service.error}" if service.error else ""
             raise ServiceUnavailable(
@@ -220,28 +316,24 @@ class ServingManager:
             )
         ended = self.backend.exit_status(service)
         if ended is not None:
-            self._fail(service, ended)
-            raise ServiceUnavailable(f"inference service '{service.name}' failed: {ended}")
+            raise self._fail(service, ended)[0]  # predict never waits for a commit
         return service
 
-    async def predict(self, service_id: str, body: bytes) -> tuple[int, bytes]:
+    async def predict(self, id_or_name: str, body: bytes) -> tuple[int, bytes]:
         """Forward a predict request as-is; the model server's status and body come back.
 
         Through ``serverkit.upstream`` rather than a general client: on this hot path the hop's
         CPU is what the platform route adds to every prediction.
         """
-        service = self._ready(service_id)
+        service = self._ready(id_or_name)
         host, port, path = _predict_target(service.endpoint)
         try:
             return await self._upstream.post(host, port, path, body)
         except UpstreamError as exc:
-            self._ready(service_id)  # a dead server is reported as such
+            self._ready(service.id)  # a dead server is reported as such
             raise ServiceUnavailable(
                 f"inference service '{service.name}' did not answer: {exc}"
             ) from exc
-
-    async def aclose(self) -> None:
-        await self._upstream.close()
 
 
 @functools.lru_cache(maxsize=1024)

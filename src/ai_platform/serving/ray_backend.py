@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from serverkit.ray_runtime import RayConnection
 
 log = logging.getLogger(__name__)
 
-STATUS_TTL_SECONDS = 0.25  # predict asks for health on every request; the controller, not so
 _GONE = (ApplicationStatus.NOT_STARTED, ApplicationStatus.DELETING)
 
 
@@ -80,7 +78,7 @@ def model_application(service: Service, log_path: Path, num_cpus: float) -> Any:
         # A model that cannot load will not load on a retry either: fail after one try.
         max_constructor_retry_count=1,
     )
-    return deployment.bind()
+    return deployment.bind()  # type: ignore[attr-defined]  # serve.deployment(app): a Deployment
 
 
 class RayServeBackend(ServingBackend):
@@ -98,18 +96,19 @@ class RayServeBackend(ServingBackend):
                 proxy_location="HeadOnly",
             )
             # A Serve that already ran on the cluster keeps its own host and port.
-            config = _get_global_client().http_config
+            serve_client = _get_global_client()
+            if serve_client is None:
+                raise RuntimeError("Ray Serve did not start")
+            config = serve_client.http_config
         except BaseException:
             self.ray.close()
             raise
         host = settings.serving_host if config.host in ("0.0.0.0", "::", "") else config.host
         self.port: int = config.port
         self.base_url = f"http://{host}:{self.port}"
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # deploys, deletes and status fetches, one at a time
         self._apps: set[str] = set()
-        self._status: dict[str, Any] = {}
-        self._status_at = 0.0
-        self._status_lock = threading.Lock()
+        self._status: dict[str, Any] = {}  # replaced whole by refresh(): read without a lock
 
     def _endpoint(self, service_id: str) -> str:
         return f"{self.base_url}/{service_id}"
@@ -136,22 +135,21 @@ class RayServeBackend(ServingBackend):
             # /health under its own start timeout, as on Level 1. (_run is marked stable.)
             serve._run(app, name=service.id, route_prefix=f"/{service.id}", _blocking=False)
             self._apps.add(service.id)
-            self._forget_status()
+            self._fetch_status()  # the new app is known (DEPLOYING) before its status is read
         return None  # the replica's process belongs to Ray
 
-    def _statuses(self) -> dict[str, Any]:
-        with self._status_lock:
-            if time.monotonic() - self._status_at > STATUS_TTL_SECONDS:
-                self._status = dict(serve.status().applications)
-                self._status_at = time.monotonic()
-            return self._status
+    def refresh(self) -> None:
+        # serve.status() is a blocking RPC to the controller: only the monitor thread (and
+        # start, already off the event loop) call it; predict reads the cached answer. Under
+        # the deploy lock, so an answer fetched before a deploy never replaces one after it.
+        with self._lock:
+            self._fetch_status()
 
-    def _forget_status(self) -> None:
-        with self._status_lock:
-            self._status_at = 0.0
+    def _fetch_status(self) -> None:
+        self._status = dict(serve.status().applications)
 
     def exit_status(self, service: Service) -> str | None:
-        app = self._statuses().get(service.id)
+        app = self._status.get(service.id)
         if app is None or app.status in _GONE:
             return "the Ray Serve application is gone"
         if app.status == ApplicationStatus.DEPLOY_FAILED:
@@ -164,11 +162,11 @@ class RayServeBackend(ServingBackend):
         with self._lock:
             serve.delete(service.id)  # returns once the app is gone: its route answers 404
             self._apps.discard(service.id)
-            self._forget_status()
+            self._status = {k: v for k, v in self._status.items() if k != service.id}
 
     def reclaim(self, service: Service) -> None:
         # An app a previous AI Platform left on a cluster that outlived it.
-        if service.id in self._statuses():
+        if service.id in self._status:  # refreshed before the records are reclaimed
             self.stop(service)
 
     def close(self) -> None:

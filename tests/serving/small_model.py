@@ -1,0 +1,31 @@
+"""A small trained model for the serving and AI Platform tests (an MLP on real digits)."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+from pathlib import Path
+
+from tests.lakekit.mnist_fixture import mnist_arrays, write_mnist_lance
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "training" / "mnist_mlp.py"
+MODEL = "mnist_mlp_v1"
+
+
+def train_mlp(lake: Path) -> str:
+    """``lake/models/mnist_mlp_v1.lance``: 4000 real digits, 2 epochs, about 0.9 accuracy."""
+    data = write_mnist_lance(lake / "_train_data" / "mnist.lance", 4000, 1000)
+    spec = importlib.util.spec_from_file_location("mnist_mlp_for_serving", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = lake / "models" / f"{MODEL}.lance"
+    result = script.run(data, str(out), {"epochs": 2, "threads": 1})
+    assert result["test_accuracy"] > 0.85
+    return str(out)
+
+
+def raw_digits(count: int) -> tuple[list[str], list[int]]:
+    """The first official test digits as base64 raw pixels, and their labels."""
+    images, labels = mnist_arrays("test", count)
+    return [base64.b64encode(i.tobytes()).decode() for i in images], labels.tolist()
