@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serverkit.lakefs import is_local, normalize_uri, resolve_storage_options
+
+
+class LakeUri(str):
+    """The lake's URI. ``/`` joins a name under it, so that code written when the lake was a
+    ``Path`` (``settings.lake_root / "_ai_platform"``) keeps working for local lakes."""
+
+    __slots__ = ()
+
+    def __truediv__(self, name: str) -> str:
+        return f"{self.rstrip('/')}/{name}"
+
+
+def _fspath(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _lake_uri(value: str) -> LakeUri:
+    return LakeUri(normalize_uri(value))
+
+
+def _options(value: Any) -> Any:
+    return resolve_storage_options(value) if value is None or isinstance(value, str) else value
 
 
 class DataPlatformSettings(BaseSettings):
@@ -16,7 +41,21 @@ class DataPlatformSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8001
-    lake_root: Path = Field(Path("./lance_storage"), description="Root of the Lance lake.")
+    lake_root: Annotated[str, BeforeValidator(_fspath), AfterValidator(_lake_uri)] = Field(
+        "./lance_storage",
+        validate_default=True,
+        description="The Lance lake: a local path, file:///path or s3://bucket/prefix.",
+    )
+    lake_storage_options: Annotated[dict[str, str], BeforeValidator(_options)] = Field(
+        default_factory=dict,
+        description="JSON object of Lance storage options (aws_access_key_id, "
+        "aws_secret_access_key, aws_endpoint, aws_region, allow_http); AWS_* vars fill gaps.",
+    )
+    work_dir: Path | None = Field(
+        None,
+        description="Local folder for task logs and scratch; unset: <lake>/_system for a "
+        "local lake, else ./.dp-work.",
+    )
     scripts_root: Path = Field(Path("./scripts"), description="Only scripts under it can run.")
     data_root: Path = Field(
         Path("./data"), description="Raw inputs (a task input that is not a lake name) live here."
@@ -50,6 +89,21 @@ class DataPlatformSettings(BaseSettings):
     version_retention_hours: float = Field(
         168.0, ge=0, description="Versions older than this are removed unless a model pins them."
     )
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """The lake's storage options, with the AWS_* environment filling what is unset."""
+        if is_local(self.lake_root):
+            return dict(self.lake_storage_options)
+        return resolve_storage_options(self.lake_storage_options)
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        if self.work_dir is not None:
+            return self.work_dir.resolve()
+        if is_local(self.lake_root):
+            return Path(self.lake_root) / "_system"
+        return Path(".dp-work").resolve()
 
     @property
     def task_daft_runner(self) -> str:
