@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -242,9 +243,15 @@ class FileProgress:
     def __init__(self, task_id: str, files: TaskFiles) -> None:
         self.task_id = task_id
         self._follower = Follower(files.progress_path)
+        self._kept: list[dict[str, Any]] = []
 
     def progress(self) -> list[dict[str, Any]]:
-        return self._follower.poll()
+        points, self._kept = self._kept + self._follower.poll(), []
+        return points
+
+    def keep_progress(self) -> None:
+        """Read what is left before the scratch goes, so the last points are not lost."""
+        self._kept += self._follower.poll()
 
     def resources(self) -> Resources:
         return Resources(rss_bytes=tree_rss_bytes(TASK_ENV, self.task_id))
@@ -256,6 +263,7 @@ class LocalExecution(FileProgress, Execution):
         self.files = files
         self.child = ChildProcess(spec, files, log_max_bytes)
         self.pid = self.child.pid
+        self.node = socket.gethostname()
 
     def wait(self, timeout: float | None = None) -> Outcome | None:
         code = self.child.wait(timeout)
@@ -265,6 +273,7 @@ class LocalExecution(FileProgress, Execution):
 
     def stop(self, grace: float) -> None:
         self.child.terminate(grace)
+        self.keep_progress()
         shutil.rmtree(self.files.scratch, ignore_errors=True)
 
 

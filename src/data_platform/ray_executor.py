@@ -105,6 +105,7 @@ class RayExecution(FileProgress, Execution):
             ray.cancel(self.ref, force=True)
             ray.wait([self.ref], timeout=_FORCE_AFTER_SECONDS)
         kill_task_processes(self.spec.task_id)
+        self.keep_progress()
         shutil.rmtree(self.files.scratch, ignore_errors=True)
 
 
