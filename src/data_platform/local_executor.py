@@ -76,9 +76,6 @@ class TaskFiles:
     def params_path(self) -> Path:
         return self.scratch / "params.json"
 
-    def resolved(self) -> TaskFiles:
-        return TaskFiles(self.work_dir.resolve(), self.task_id)
-
 
 def child_env(spec: RunSpec, files: TaskFiles) -> dict[str, str]:
     """The environment a task's process gets: ours, plus how to talk back to the platform."""
@@ -334,8 +331,9 @@ def kill_task_processes(task_id: str) -> int:
     return kill_marked(TASK_ENV, task_id)
 
 
-class LocalExecutor(Executor):
-    """Level 1: each task is a child process of the Data Platform.
+class MachineExecutor(Executor):
+    """What Level 1 and Level 2 share: the tasks run on this machine, with their files under
+    ``work_dir``, their trees found by the environment marker, /proc for their memory.
 
     Args:
         work_dir: where logs and scratch live (see the module's docstring).
@@ -345,22 +343,30 @@ class LocalExecutor(Executor):
     limits = frozenset({MEMORY})
 
     def __init__(self, work_dir: Path, log_max_bytes: int = LOG_MAX_BYTES) -> None:
-        self.work_dir = work_dir
+        self.work_dir = work_dir.resolve()
         self.log_max_bytes = log_max_bytes
 
     def files(self, task_id: str) -> TaskFiles:
         return TaskFiles(self.work_dir, task_id)
 
-    def start(self, spec: RunSpec) -> Execution:
-        files = self.files(spec.task_id)
-        shutil.rmtree(files.scratch, ignore_errors=True)  # a stale one would lie about the end
-        return LocalExecution(spec, files, self.log_max_bytes)
+    def fresh_files(self, task_id: str) -> TaskFiles:
+        """The task's files with no scratch left: a stale result would lie about the end."""
+        files = self.files(task_id)
+        shutil.rmtree(files.scratch, ignore_errors=True)
+        return files
 
     def recover(self, task: Task) -> Execution | None:
-        """A child of an earlier Data Platform cannot be waited on: kill what is left of it."""
+        """A process of an earlier Data Platform cannot be waited on: kill what is left."""
         kill_task_processes(task.id)
-        shutil.rmtree(self.files(task.id).scratch, ignore_errors=True)
+        self.fresh_files(task.id)
         return None
 
     def logs(self, task_id: str) -> LogSource:
         return FileLog(self.files(task_id).log_path)
+
+
+class LocalExecutor(MachineExecutor):
+    """Level 1: each task is a child process of the Data Platform."""
+
+    def start(self, spec: RunSpec) -> Execution:
+        return LocalExecution(spec, self.fresh_files(spec.task_id), self.log_max_bytes)

@@ -26,18 +26,17 @@ from pathlib import Path
 from ray.exceptions import RayError
 
 import ray
-from data_platform.execution import MEMORY, Execution, Executor, LogSource, Outcome, RunSpec
+from data_platform.execution import Execution, Outcome, RunSpec
 from data_platform.local_executor import (
-    LOG_MAX_BYTES,
     ChildProcess,
-    FileLog,
     FileProgress,
+    MachineExecutor,
     TaskFiles,
     kill_task_processes,
     read_outcome,
 )
 from data_platform.settings import DataPlatformSettings
-from lakeapi.schemas import FailureReason, Task, TaskError
+from lakeapi.schemas import FailureReason, TaskError
 from serverkit.ray_runtime import RayConnection, auth_env
 
 _POLL_SECONDS = 0.1
@@ -109,22 +108,17 @@ class RayExecution(FileProgress, Execution):
         shutil.rmtree(self.files.scratch, ignore_errors=True)
 
 
-class RayExecutor(Executor):
-    """Level 2: tasks as Ray tasks on a cluster we join or start (``DP_RAY_ADDRESS``)."""
-
-    limits = frozenset({MEMORY})  # one machine: the tree's /proc RSS is readable here
+class RayExecutor(MachineExecutor):
+    """Level 2: tasks as Ray tasks on a cluster we join or start (``DP_RAY_ADDRESS``); one
+    machine, so logs, scratch, the marker kill and /proc memory work as on Level 1."""
 
     def __init__(self, settings: DataPlatformSettings) -> None:
+        super().__init__(settings.resolved_work_dir, settings.log_max_bytes)
         self.grace = settings.cancel_grace_seconds
-        self.work_dir = settings.resolved_work_dir
-        self.log_max_bytes = settings.log_max_bytes or LOG_MAX_BYTES
         self.ray = RayConnection(
             settings.ray_address, settings.ray_auth_token_path, namespace="lakekit-data-platform"
         ).open()
         self.default_concurrency = self.ray.cpus()
-
-    def files(self, task_id: str) -> TaskFiles:
-        return TaskFiles(self.work_dir, task_id).resolved()
 
     def start(self, spec: RunSpec) -> Execution:
         # The worker's cwd is not ours: every path absolute, the child in our cwd as on Level 1;
@@ -136,20 +130,11 @@ class RayExecutor(Executor):
             output_uri=_absolute(spec.output_uri),
             env={**auth_env(), "RAY_ADDRESS": str(self.ray.address), **spec.env},
         )
-        files = self.files(spec.task_id)
-        shutil.rmtree(files.scratch, ignore_errors=True)
+        files = self.fresh_files(spec.task_id)
         ref = _run_child.options(name=f"task:{spec.task_id}").remote(
             spec, files, self.grace, self.log_max_bytes, str(Path.cwd())
         )
         return RayExecution(ref, spec, files)
-
-    def recover(self, task: Task) -> Execution | None:
-        kill_task_processes(task.id)
-        shutil.rmtree(self.files(task.id).scratch, ignore_errors=True)
-        return None
-
-    def logs(self, task_id: str) -> LogSource:
-        return FileLog(self.files(task_id).log_path)
 
     def close(self) -> None:
         self.ray.close()
