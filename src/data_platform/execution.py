@@ -83,15 +83,20 @@ class Execution(ABC):
 
 
 class LogSource(ABC):
-    """A task's log as the executor keeps it: cheap reads from an offset, and a tail."""
+    """A task's log as the executor keeps it: reads from an offset, and a tail.
+
+    Async, so that a follower costs no thread whether the log is a local file or travels
+    from another node; an implementation keeps each call short for the event loop (a large
+    local read goes to a worker thread for its duration only).
+    """
 
     @abstractmethod
-    def read(self, offset: int, limit: int) -> tuple[bytes, int]:
+    async def read(self, offset: int, limit: int) -> tuple[bytes, int]:
         """Up to ``limit`` bytes from ``offset`` and the offset after them; a log that
         started over (rotated past its cap) is read from its new beginning."""
 
     @abstractmethod
-    def tail(self, lines: int | None) -> tuple[bytes, int]:
+    async def tail(self, lines: int | None) -> tuple[bytes, int]:
         """The last ``lines`` lines (None: everything) and the offset they end at."""
 
 

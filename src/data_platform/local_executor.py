@@ -15,6 +15,7 @@ Where things live, under the executor's work dir (``DP_WORK_DIR``)::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -275,24 +276,33 @@ class LocalExecution(FileProgress, Execution):
 
 
 class FileLog(LogSource):
+    """The log file; a read of up to a chunk runs inline (page cache, well under a ms)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def read(self, offset: int, limit: int) -> tuple[bytes, int]:
-        try:
-            fh = open(self.path, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            return b"", 0
-        with fh:
-            size = fh.seek(0, 2)
-            if size < offset:  # rotated: the new file starts over
-                offset = 0
-            fh.seek(offset)
-            data = fh.read(min(limit, size - offset))
-        return data, offset + len(data)
+    async def read(self, offset: int, limit: int) -> tuple[bytes, int]:
+        return read_from(self.path, offset, limit)
 
-    def tail(self, lines: int | None) -> tuple[bytes, int]:
-        return read_log(self.path, lines)
+    async def tail(self, lines: int | None) -> tuple[bytes, int]:
+        return await asyncio.to_thread(read_log, self.path, lines)  # the whole log can be large
+
+
+def read_from(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
+    """Up to ``limit`` bytes of ``path`` from ``offset`` (0 once the file is shorter)."""
+    try:
+        if os.stat(path).st_size == offset:  # the common case for a follower: nothing new
+            return b"", offset
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return b"", 0
+    with fh:
+        size = fh.seek(0, 2)
+        if size < offset:  # rotated: the new file starts over
+            offset = 0
+        fh.seek(offset)
+        data = fh.read(min(limit, size - offset))
+    return data, offset + len(data)
 
 
 def read_log(path: Path, tail: int | None = None) -> tuple[bytes, int]:

@@ -55,7 +55,7 @@ Points = list[dict[str, Any]]  # spelled here: inside the class, ``list`` is the
 HISTORY_LIMIT = 2000
 SAVE_TIMEOUT_SECONDS = 30.0
 FOLLOW_POLL_SECONDS = 0.2
-FOLLOW_CHUNK_BYTES = 1024 * 1024  # one read in the event loop stays short
+FOLLOW_CHUNK_BYTES = 1024 * 1024  # bounds one read, so each stays short
 
 
 class TaskManager:
@@ -192,10 +192,10 @@ class TaskManager:
         tasks.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return tasks[:limit] if limit else tasks
 
-    def logs(self, task_id: str, tail: int | None = None) -> str:
+    async def logs(self, task_id: str, tail: int | None = None) -> str:
         """The task's log, or its last ``tail`` lines."""
         self.get(task_id)
-        data, _ = self.executor.logs(task_id).tail(tail)
+        data, _ = await self.executor.logs(task_id).tail(tail)
         return data.decode("utf-8", errors="replace")
 
     def follow_logs(self, task_id: str, tail: int | None = None) -> AsyncIterator[bytes]:
@@ -208,16 +208,16 @@ class TaskManager:
         return self._follow(task_id, tail)
 
     async def _follow(self, task_id: str, tail: int | None) -> AsyncIterator[bytes]:
-        # Each read is short and bounded, so it runs in the event loop: no thread per follower.
+        # Async end to end: a follower holds no thread, only its share of the event loop.
         source = self.executor.logs(task_id)
         offset = 0
         if tail is not None:
-            data, offset = source.tail(tail)
+            data, offset = await source.tail(tail)
             if data:
                 yield data
         while True:
             finished = self.get(task_id).status.is_terminal()
-            data, offset = source.read(offset, FOLLOW_CHUNK_BYTES)
+            data, offset = await source.read(offset, FOLLOW_CHUNK_BYTES)
             if data:
                 yield data
             elif finished:

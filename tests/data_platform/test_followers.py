@@ -13,7 +13,7 @@ from tests.data_platform.test_tasks import submit, wait_done
 from tests.support import wait_until
 
 FOLLOWERS = 200
-ROUNDS = 100
+ROUNDS = 300  # p99 then tolerates a few scheduling hiccups of a shared machine
 
 
 def latencies(base_url: str, paths: list[str]) -> dict[str, list[float]]:

@@ -78,10 +78,10 @@ class FakeExecution(Execution):
 
 
 class NoLog(LogSource):
-    def read(self, offset: int, limit: int) -> tuple[bytes, int]:
+    async def read(self, offset: int, limit: int) -> tuple[bytes, int]:
         return b"", offset
 
-    def tail(self, lines: int | None) -> tuple[bytes, int]:
+    async def tail(self, lines: int | None) -> tuple[bytes, int]:
         return b"", 0
 
 

@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from data_platform.api.deps import Manager
 from lakeapi.names import NAME_PATTERN
@@ -54,4 +53,4 @@ async def task_logs(
     to stream new output until the task ends."""
     if follow:  # async end to end: a follower holds no thread
         return StreamingResponse(manager.follow_logs(task_id, tail), media_type="text/plain")
-    return PlainTextResponse(await run_in_threadpool(manager.logs, task_id, tail))
+    return PlainTextResponse(await manager.logs(task_id, tail))
