@@ -4,34 +4,38 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import Field
+from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serverkit.lakefs import is_local, normalize_uri, resolve_storage_options
 
 
 class LakeUri(str):
-    """The lake's URI. ``/`` joins a name under it, so that code written when the lake was a
-    ``Path`` (``settings.lake_root / "_ai_platform"``) keeps working for local lakes."""
+    """The lake's URI, normalised (``serverkit.lakefs.normalize_uri``). ``/`` joins a name
+    under it, so code written when the lake was a ``Path`` (``settings.lake_root /
+    "_ai_platform"``) keeps working for local lakes."""
 
     __slots__ = ()
 
     def __truediv__(self, name: str) -> str:
         return f"{self.rstrip('/')}/{name}"
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            _fspath, core_schema.no_info_after_validator_function(cls.parse, handler(str))
+        )
+
+    @classmethod
+    def parse(cls, value: str) -> LakeUri:
+        return cls(normalize_uri(value))
+
 
 def _fspath(value: Any) -> Any:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-
-def _lake_uri(value: str) -> LakeUri:
-    return LakeUri(normalize_uri(value))
-
-
-def _options(value: Any) -> Any:
-    return resolve_storage_options(value) if value is None or isinstance(value, str) else value
 
 
 class DataPlatformSettings(BaseSettings):
@@ -41,13 +45,13 @@ class DataPlatformSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8001
-    lake_root: Annotated[str, BeforeValidator(_fspath), AfterValidator(_lake_uri)] = Field(
-        "./lance_storage",
+    lake_root: LakeUri = Field(
+        LakeUri("./lance_storage"),
         validate_default=True,
         description="The Lance lake: a local path, file:///path or s3://bucket/prefix.",
     )
-    lake_storage_options: Annotated[dict[str, str], BeforeValidator(_options)] = Field(
-        default_factory=dict,
+    lake_storage_options: dict[str, str] = Field(
+        {},
         description="JSON object of Lance storage options (aws_access_key_id, "
         "aws_secret_access_key, aws_endpoint, aws_region, allow_http); AWS_* vars fill gaps.",
     )
