@@ -19,17 +19,14 @@ from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from data_platform.execution import MEMORY, Execution, Executor, RunSpec
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
+from data_platform.submission import Resolver
 from data_platform.supervisor import Limits, Supervisor
 from lakeapi.errors import (
-    DatasetNotFound,
-    InvalidRequest,
-    ModelNotFound,
     PlatformError,
     ServiceUnavailable,
     TaskAlreadyExists,
@@ -66,8 +63,8 @@ class TaskManager:
         self.lake = lake
         self.executor = executor
         self.max_concurrent = settings.max_concurrent_tasks or executor.default_concurrency
-        self.scripts_root = settings.scripts_root.resolve()
-        self.data_root = settings.data_root.resolve()
+        self.resolve = Resolver(settings.scripts_root, settings.data_root, lake)
+        self.scripts_root = self.resolve.scripts_root
         memory = settings.task_memory_mb
         if memory is not None and MEMORY not in executor.limits:
             log.warning("DP_TASK_MEMORY_MB is set but this executor cannot enforce it")
@@ -235,9 +232,9 @@ class TaskManager:
             TaskAlreadyExists, TaskAlreadyRunning: its id, or its kind and name, are taken.
             ServiceUnavailable: shutting down, or the record could not be saved.
         """
-        script_path = self._resolve_script(req.script)
-        input_path = self._resolve_input(req.input)
-        output_path = self._resolve_output(req.output)
+        script_path = self.resolve.script(req.script)
+        input_path = self.resolve.input(req.input)
+        output_path = self.resolve.output(req.output)
         with self._cond:
             if self._closed:
                 raise ServiceUnavailable("the Data Platform is shutting down")
@@ -307,53 +304,6 @@ class TaskManager:
         except Exception as exc:
             raise ServiceUnavailable(f"the task's record could not be saved: {exc}") from exc
         return self.get(task_id)
-
-    # -- validation ----------------------------------------------------------------------
-
-    def _resolve_script(self, script: str) -> Path:
-        if Path(script).is_absolute() or ".." in Path(script).parts or "\0" in script:
-            raise InvalidRequest(
-                f"script {script!r} must be a relative path under the scripts root"
-            )
-        path = (self.scripts_root / script).resolve()
-        if not path.is_relative_to(self.scripts_root):
-            raise InvalidRequest(f"script {script!r} leads out of the scripts root")
-        if not path.is_file():
-            raise InvalidRequest(f"script {script!r} not found under the scripts root")
-        if path.suffix != ".py":
-            raise InvalidRequest(f"script {script!r} is not a .py file")
-        return path
-
-    def _resolve_input(self, value: str) -> str:
-        """A lake reference as its URI, or raw data (a local path under the data root)."""
-        if not value:
-            return ""
-        if "\0" in value:
-            raise InvalidRequest("input contains a NUL byte")
-        ref = self.lake.parse_ref(value)
-        if ref is not None:
-            kind, name = ref
-            uri = self.lake.path_of(kind, name)
-            if self.lake.version_of(uri) is None:
-                missing = DatasetNotFound if kind == "datasets" else ModelNotFound
-                raise missing(f"{kind[:-1].capitalize()} '{name}' does not exist")
-            return uri
-        raw = Path(value)
-        if ".." in raw.parts:
-            raise InvalidRequest(f"input {value!r} must not contain '..'")
-        candidate = raw if raw.is_absolute() else self.data_root / raw
-        path = candidate.resolve()
-        if not path.is_relative_to(self.data_root):
-            raise InvalidRequest(f"input {value!r} is outside the data root")
-        if not path.exists():
-            raise InvalidRequest(f"input {value!r} does not exist under the data root")
-        return str(path)
-
-    def _resolve_output(self, value: str) -> str:
-        ref = self.lake.parse_ref(value)
-        if ref is None:
-            raise InvalidRequest(f"output {value!r} must be 'datasets/NAME' or 'models/NAME'")
-        return self.lake.path_of(*ref)
 
     # -- records: the supervisors report here (supervisor.TaskRecords) ---------------------
 

@@ -173,7 +173,7 @@ def test_symlink_out_of_scripts_root_is_400(tmp_path):
     executor = LocalExecutor(tmp_path / "work")
     manager = TaskManager(settings, Lake(settings.lake_root), executor)
     with pytest.raises(InvalidRequest, match="leads out of the scripts root"):
-        manager._resolve_script("link.py")
+        manager.resolve.script("link.py")
 
 
 def test_logs_follow_streams_until_the_task_ends(dp, dp_root: Path):
