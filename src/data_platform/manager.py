@@ -298,9 +298,10 @@ class TaskManager:
                 supervisor.cancel()
             timeout = self.settings.cancel_grace_seconds + 10
             self._cond.wait_for(lambda: self._tasks[task_id].status.is_terminal(), timeout)
-            saved = self._saved[task_id]
+            saved = self._saved.get(task_id)
         try:
-            saved.result(SAVE_TIMEOUT_SECONDS)
+            if saved is not None:
+                saved.result(SAVE_TIMEOUT_SECONDS)
         except Exception as exc:
             raise ServiceUnavailable(f"the task's record could not be saved: {exc}") from exc
         return self.get(task_id)
