@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from data_platform.api import datasets, models, tasks
-from data_platform.executor import Executor, LocalExecutor
+from data_platform.execution import Executor
+from data_platform.local_executor import LocalExecutor
 from data_platform.manager import TaskManager
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
@@ -24,7 +25,7 @@ def make_executor(settings: DataPlatformSettings) -> Executor:
         from data_platform.ray_executor import RayExecutor  # Ray is an optional extra
 
         return RayExecutor(settings)
-    return LocalExecutor()
+    return LocalExecutor(settings.resolved_work_dir, settings.log_max_bytes)
 
 
 def create_app(settings: DataPlatformSettings | None = None) -> FastAPI:
@@ -33,7 +34,7 @@ def create_app(settings: DataPlatformSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        lake = Lake(settings.lake_root)
+        lake = Lake(settings.lake_root, settings.storage_options)
         manager = TaskManager(settings, lake, make_executor(settings))
         manager.start()  # recovery finishes before the first request is served
         app.state.lake, app.state.manager = lake, manager

@@ -2,7 +2,8 @@
 
 Invoked as ``python -m data_platform.child TASK_ID SCRIPT INPUT OUTPUT SPEC_FILE``. The spec file
 holds the params; the outcome is written as JSON to ``RESULT_FILE`` (from the environment),
-never to stdout, which belongs to the user's log. Kept free of heavy imports so that a trivial
+never to stdout, which belongs to the user's log; a failure carries its reason as one of
+``lakeapi.schemas.FailureReason``'s values. Kept free of heavy imports so that a trivial
 task starts fast.
 """
 
@@ -50,7 +51,7 @@ class _DaftOnRay(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        assert self._loader is not None
+        assert self._loader is not None and module.__spec__ is not None
         module.__loader__ = module.__spec__.loader = self._loader  # daft sees its own loader
         self._loader.exec_module(module)
         module.set_runner_ray(address=self.address)
@@ -62,6 +63,10 @@ def _write_outcome(outcome: dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(outcome, fh)
     os.replace(tmp, path)
+
+
+def _failure(reason: str, type_name: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "reason": reason, "type": type_name, "message": message}
 
 
 def _load_run(script: str) -> Any:
@@ -95,19 +100,23 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:
         traceback.print_exc()
         sys.stderr.flush()
-        _write_outcome({"ok": False, "type": type(exc).__name__, "message": str(exc)})
+        _write_outcome(_failure("exception", type(exc).__name__, str(exc)))
         return 1
     if not isinstance(result, dict):
         message = f"run() returned {type(result).__name__}, expected a dict"
         print(message, file=sys.stderr)
-        _write_outcome({"ok": False, "type": "BadResult", "message": message})
+        _write_outcome(
+            {"ok": False, "reason": "bad_result", "type": "BadResult", "message": message}
+        )
         return 1
     try:
         _write_outcome({"ok": True, "result": result})
     except (TypeError, ValueError) as exc:
         message = f"run() returned a dict that is not JSON-serialisable: {exc}"
         print(message, file=sys.stderr)
-        _write_outcome({"ok": False, "type": "BadResult", "message": message})
+        _write_outcome(
+            {"ok": False, "reason": "bad_result", "type": "BadResult", "message": message}
+        )
         return 1
     return 0
 

@@ -1,35 +1,32 @@
-"""The task manager: submit, schedule, supervise, cancel, recover. All task logic lives here.
+"""The task manager: submit, queue, dispatch, cancel, list, recover, and the records.
 
-Records live in memory for fast reads and are written through to the lake on every change, so
-a restart finds them all. One method, ``_move``, enforces the state machine and stamps times.
+Records live in memory and change there under one lock; :class:`RecordWriter` persists them
+in order on its own thread, so no request waits on a Lance commit while holding the lock. An
+answer that promises a record waits for that record's own commit (``submit``: the new task is
+durable before it is visible or queued; ``cancel``: the terminal record is durable). One
+method, ``_move``, enforces the state machine and stamps times.
+
+How a task runs is not here: a :class:`Supervisor` per running task drives an
+:class:`Executor` (``execution.py``); logs come from the executor.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import shutil
 import threading
-import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-from data_platform.executor import (
-    TASK_ENV,
-    Execution,
-    Executor,
-    Outcome,
-    RunSpec,
-    kill_task_processes,
-)
+from data_platform.execution import MEMORY, Execution, Executor, RunSpec
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
+from data_platform.submission import Resolver
+from data_platform.supervisor import Limits, Supervisor
 from lakeapi.errors import (
-    DatasetNotFound,
-    InvalidRequest,
-    ModelNotFound,
     PlatformError,
     ServiceUnavailable,
     TaskAlreadyExists,
@@ -47,35 +44,46 @@ from lakeapi.schemas import (
     TaskStatus,
     utcnow,
 )
-from lakekit import progress
-from serverkit.procs import tree_rss_bytes
+from serverkit.recordstore import RecordWriter
 
 log = logging.getLogger(__name__)
+Points = list[dict[str, Any]]  # spelled here: inside the class, ``list`` is the method
 
 HISTORY_LIMIT = 2000
-PROGRESS_SAVE_SECONDS = 5.0
-WATCH_SECONDS = 0.25
+SAVE_TIMEOUT_SECONDS = 30.0
 FOLLOW_POLL_SECONDS = 0.2
+FOLLOW_CHUNK_BYTES = 1024 * 1024  # bounds one read, so each stays short
 
 
 class TaskManager:
-    """Owns every task record and the processes behind the running ones."""
+    """Owns every task record and the supervisors of the running ones."""
 
     def __init__(self, settings: DataPlatformSettings, lake: Lake, executor: Executor) -> None:
         self.settings = settings
         self.lake = lake
         self.executor = executor
         self.max_concurrent = settings.max_concurrent_tasks or executor.default_concurrency
-        self.scripts_root = settings.scripts_root.resolve()
-        self.data_root = settings.data_root.resolve()
+        self.resolve = Resolver(settings.scripts_root, settings.data_root, lake)
+        self.scripts_root = self.resolve.scripts_root
+        memory = settings.task_memory_mb
+        if memory is not None and MEMORY not in executor.limits:
+            log.warning("DP_TASK_MEMORY_MB is set but this executor cannot enforce it")
+        self.limits = Limits(
+            time_seconds=settings.task_timeout_seconds,
+            memory_bytes=memory * 1024 * 1024 if memory is not None else None,
+            grace_seconds=settings.cancel_grace_seconds,
+        )
+        self.writer = RecordWriter(
+            lake.tasks, compact_every=settings.compact_every_commits, name="tasks"
+        )
         self._tasks: dict[str, Task] = {}
+        self._reserved: dict[str, Task] = {}  # being saved by submit: not visible yet
+        self._saved: dict[str, Future[None]] = {}  # each task's latest change
         self._queue: deque[str] = deque()
-        self._running: dict[str, Execution] = {}
-        self._cancelling: set[str] = set()
+        self._running: dict[str, Supervisor] = {}
         self._cond = threading.Condition(threading.RLock())
         self._closed = False
         self._stop = threading.Event()
-        self._compacting = threading.Lock()  # held by the one compaction thread running
         self._dispatcher: threading.Thread | None = None
         self._workers: set[threading.Thread] = set()
 
@@ -94,7 +102,7 @@ class TaskManager:
         retention = timedelta(hours=self.settings.version_retention_hours)
         while not self._stop.wait(interval):
             try:
-                self.lake.tasks.compact()
+                self.writer.request_compaction()
                 removed = self.lake.clean_old_versions(retention)
                 if removed:
                     log.info("housekeeping removed old versions: %s", removed)
@@ -106,43 +114,52 @@ class TaskManager:
         self._stop.set()
         with self._cond:
             self._closed = True
-            running = list(self._running.items())
+            running = list(self._running.values())
             self._cond.notify_all()
-        for task_id, execution in running:
-            self._cancelling.add(task_id)
-            execution.stop(self.settings.cancel_grace_seconds)
+        for supervisor in running:
+            supervisor.shutdown()
         for worker in list(self._workers):
-            worker.join(timeout=self.settings.cancel_grace_seconds + 5)
+            worker.join(timeout=self.settings.cancel_grace_seconds + 10)
         if self._dispatcher:
             self._dispatcher.join(timeout=5)
+        self.writer.close()
         self.executor.close()
 
     def _recover(self) -> None:
+        """Running tasks are reattached when the executor still runs them, else failed
+        (interrupted) with their output rolled back; pending ones are queued again."""
         tasks = sorted(self.lake.load_tasks(), key=lambda t: t.created_at)
-        interrupted = []
+        interrupted = reattached = 0
         for task in tasks:
             self._tasks[task.id] = task
-            if task.status is TaskStatus.RUNNING:
-                killed = kill_task_processes(task.id)
-                undo = self.lake.roll_back(task.output_path, task.output_version_before)
-                message = "interrupted by restart of the Data Platform"
-                if killed:
-                    message += f" ({killed} leftover process(es) killed)"
-                if undo:
-                    message += f"; output {undo}"
-                interrupted.append(
-                    self._move(
-                        task,
-                        TaskStatus.FAILED,
-                        save=False,
-                        error=TaskError(reason=FailureReason.INTERRUPTED, message=message),
-                    )
-                )
-            elif task.status is TaskStatus.PENDING:
+            if task.status is TaskStatus.PENDING:
                 self._queue.append(task.id)
-        self.lake.save_tasks(*interrupted)
-        if interrupted or self._queue:
-            log.info("recovered: %d interrupted, %d requeued", len(interrupted), len(self._queue))
+            if task.status is not TaskStatus.RUNNING:
+                continue
+            try:
+                execution = self.executor.recover(task)
+            except Exception:
+                log.exception("%s: recovering its execution failed", task.id)
+                execution = None
+            if execution is not None:
+                self._launch(self._supervisor(task, execution))
+                reattached += 1
+                continue
+            message = "interrupted by restart of the Data Platform"
+            undo = self.lake.roll_back(task.output_path, task.output_version_before)
+            if undo:
+                message += f"; output {undo}"
+            error = TaskError(reason=FailureReason.INTERRUPTED, message=message)
+            self._move(task.id, TaskStatus.FAILED, error=error)
+            interrupted += 1
+        self.writer.flush(SAVE_TIMEOUT_SECONDS)
+        if interrupted or reattached or self._queue:
+            log.info(
+                "recovered: %d interrupted, %d reattached, %d requeued",
+                interrupted,
+                reattached,
+                len(self._queue),
+            )
 
     # -- queries -------------------------------------------------------------------------
 
@@ -172,12 +189,13 @@ class TaskManager:
         tasks.sort(key=lambda t: (t.created_at, t.id), reverse=True)
         return tasks[:limit] if limit else tasks
 
-    def logs(self, task_id: str, tail: int | None = None) -> str:
+    async def logs(self, task_id: str, tail: int | None = None) -> str:
         """The task's log, or its last ``tail`` lines."""
         self.get(task_id)
-        return read_log(self.lake.log_path(task_id), tail)[0].decode("utf-8", errors="replace")
+        data, _ = await self.executor.logs(task_id).tail(tail)
+        return data.decode("utf-8", errors="replace")
 
-    def follow_logs(self, task_id: str, tail: int | None = None) -> Iterator[bytes]:
+    def follow_logs(self, task_id: str, tail: int | None = None) -> AsyncIterator[bytes]:
         """The log so far (or its last ``tail`` lines), then new output as it is written,
         until the task has ended and everything it wrote was sent.
 
@@ -186,150 +204,133 @@ class TaskManager:
         self.get(task_id)
         return self._follow(task_id, tail)
 
-    def _follow(self, task_id: str, tail: int | None) -> Iterator[bytes]:
-        path = self.lake.log_path(task_id)
-        data, offset = read_log(path, tail)
-        if data:
-            yield data
+    async def _follow(self, task_id: str, tail: int | None) -> AsyncIterator[bytes]:
+        # Async end to end: a follower holds no thread, only its share of the event loop.
+        source = self.executor.logs(task_id)
+        offset = 0
+        if tail is not None:
+            data, offset = await source.tail(tail)
+            if data:
+                yield data
         while True:
             finished = self.get(task_id).status.is_terminal()
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            if size < offset:  # rotated: the new file starts over
-                offset = 0
-            if size > offset:
-                with open(path, "rb") as fh:
-                    fh.seek(offset)
-                    chunk = fh.read(size - offset)
-                offset += len(chunk)
-                yield chunk
+            data, offset = await source.read(offset, FOLLOW_CHUNK_BYTES)
+            if data:
+                yield data
             elif finished:
                 return
             else:
-                time.sleep(FOLLOW_POLL_SECONDS)
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
     # -- submit and cancel ---------------------------------------------------------------
 
     def submit(self, req: TaskCreate) -> Task:
-        script_path = self._resolve_script(req.script)
-        input_path = self._resolve_input(req.input)
-        output_path = self._resolve_output(req.output)
+        """Validate and persist a new task; only then is it visible and queued.
+
+        Raises:
+            InvalidRequest, DatasetNotFound, ModelNotFound: bad script, input or output.
+            TaskAlreadyExists, TaskAlreadyRunning: its id, or its kind and name, are taken.
+            ServiceUnavailable: shutting down, or the record could not be saved.
+        """
+        script_path = self.resolve.script(req.script)
+        input_path = self.resolve.input(req.input)
+        output_path = self.resolve.output(req.output)
         with self._cond:
             if self._closed:
                 raise ServiceUnavailable("the Data Platform is shutting down")
             task_id = req.id or new_id("task")
-            if task_id in self._tasks:
+            if task_id in self._tasks or task_id in self._reserved:
                 raise TaskAlreadyExists(f"Task '{task_id}' already exists")
             if req.name is not None:
-                for other in self._tasks.values():
-                    if (
-                        other.name == req.name
-                        and other.kind == req.kind
-                        and not other.status.is_terminal()
-                    ):
-                        raise TaskAlreadyRunning(
-                            f"a {req.kind} task named '{req.name}' is already {other.status}"
-                            f" ({other.id})"
-                        )
+                self._check_name_free(req.kind, req.name)
             task = Task(
                 id=task_id,
                 kind=req.kind,
                 name=req.name,
-                script=req.script,
+                script=str(script_path.relative_to(self.scripts_root)),
                 input=req.input,
                 output=req.output,
                 params=req.params,
                 input_path=input_path,
-                output_path=str(output_path),
+                output_path=output_path,
             )
-            task.script = str(script_path.relative_to(self.scripts_root))
+            self._reserved[task_id] = task
+        try:
+            self.writer.put(task.model_dump(mode="json")).result(SAVE_TIMEOUT_SECONDS)
+        except Exception as exc:
+            with self._cond:
+                self._reserved.pop(task_id, None)
+            raise ServiceUnavailable(f"the task record could not be saved: {exc}") from exc
+        with self._cond:
+            self._reserved.pop(task_id, None)
             self._tasks[task_id] = task
-            self.lake.save_tasks(task)
             self._queue.append(task_id)
             self._cond.notify_all()
         return task
 
+    def _check_name_free(self, kind: str, name: str) -> None:
+        for other in (*self._tasks.values(), *self._reserved.values()):
+            if other.name == name and other.kind == kind and not other.status.is_terminal():
+                raise TaskAlreadyRunning(
+                    f"a {kind} task named '{name}' is already {other.status} ({other.id})"
+                )
+
     def cancel(self, task_id: str) -> Task:
-        """Cancel a task: a pending one at once, a running one by stopping its process tree.
+        """Cancel a task: a queued one at once, a running one by stopping its process tree.
+        Answers once the terminal record is durable.
 
         Raises:
             TaskNotFound: no such task.
             TaskAlreadyFinished: the task already ended (409).
+            ServiceUnavailable: the terminal record could not be saved.
         """
         with self._cond:
             task = self.get(task_id)
             if task.status.is_terminal():
                 raise TaskAlreadyFinished(f"Task '{task_id}' already {task.status}")
-            if task.status is TaskStatus.PENDING:
+            supervisor = self._running.get(task_id)
+            if supervisor is None:  # queued: dispatch takes it off the queue under this lock
                 if task_id in self._queue:
                     self._queue.remove(task_id)
-                return self._move(
-                    task,
-                    TaskStatus.FAILED,
-                    error=TaskError(reason=FailureReason.CANCELLED, message="cancelled"),
-                )
-            self._cancelling.add(task_id)
-            execution = self._running.get(task_id)
-        if execution is not None:
-            execution.stop(self.settings.cancel_grace_seconds)
+                error = TaskError(reason=FailureReason.CANCELLED, message="cancelled")
+                self._move(task_id, TaskStatus.FAILED, error=error)
+            else:
+                supervisor.cancel()
+            timeout = self.settings.cancel_grace_seconds + 10
+            self._cond.wait_for(lambda: self._tasks[task_id].status.is_terminal(), timeout)
+            saved = self._saved.get(task_id)
+        try:
+            if saved is not None:
+                saved.result(SAVE_TIMEOUT_SECONDS)
+        except Exception as exc:
+            raise ServiceUnavailable(f"the task's record could not be saved: {exc}") from exc
+        return self.get(task_id)
+
+    # -- records: the supervisors report here (supervisor.TaskRecords) ---------------------
+
+    def running(self, task_id: str, version_before: int | None) -> Task:
+        task = self._move(task_id, TaskStatus.RUNNING, output_version_before=version_before)
+        self._saved[task_id].result(SAVE_TIMEOUT_SECONDS)
+        return task
+
+    def started(self, task_id: str, execution: Execution) -> None:
+        self._update(task_id, persist=True, pid=execution.pid, node=execution.node)
+
+    def progress(self, task_id: str, points: Points, persist: bool) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: self._tasks[task_id].status.is_terminal(), timeout=5)
-            return self._tasks[task_id]
+            history = (self._tasks[task_id].history + points)[-HISTORY_LIMIT:]
+            self._update(task_id, persist=persist, progress=history[-1], history=history)
 
-    # -- validation ----------------------------------------------------------------------
-
-    def _resolve_script(self, script: str) -> Path:
-        if Path(script).is_absolute() or ".." in Path(script).parts or "\0" in script:
-            raise InvalidRequest(
-                f"script {script!r} must be a relative path under the scripts root"
-            )
-        path = (self.scripts_root / script).resolve()
-        if not path.is_relative_to(self.scripts_root):
-            raise InvalidRequest(f"script {script!r} leads out of the scripts root")
-        if not path.is_file():
-            raise InvalidRequest(f"script {script!r} not found under the scripts root")
-        if path.suffix != ".py":
-            raise InvalidRequest(f"script {script!r} is not a .py file")
-        return path
-
-    def _resolve_input(self, value: str) -> str:
-        if not value:
-            return ""
-        if "\0" in value:
-            raise InvalidRequest("input contains a NUL byte")
-        ref = self.lake.parse_ref(value)
-        if ref is not None:
-            kind, name = ref
-            path = self.lake.path_of(kind, name)
-            if self.lake.version_of(path) is None:
-                missing = DatasetNotFound if kind == "datasets" else ModelNotFound
-                raise missing(f"{kind[:-1].capitalize()} '{name}' does not exist")
-            return str(path)
-        raw = Path(value)
-        if ".." in raw.parts:
-            raise InvalidRequest(f"input {value!r} must not contain '..'")
-        candidate = raw if raw.is_absolute() else self.data_root / raw
-        path = candidate.resolve()
-        if not path.is_relative_to(self.data_root):
-            raise InvalidRequest(f"input {value!r} is outside the data root")
-        if not path.exists():
-            raise InvalidRequest(f"input {value!r} does not exist under the data root")
-        return str(path)
-
-    def _resolve_output(self, value: str) -> Path:
-        ref = self.lake.parse_ref(value)
-        if ref is None:
-            raise InvalidRequest(f"output {value!r} must be 'datasets/NAME' or 'models/NAME'")
-        return self.lake.path_of(*ref)
+    def finish(self, task_id: str, status: TaskStatus, **changes: Any) -> Task:
+        return self._move(task_id, status, **changes)
 
     # -- state ---------------------------------------------------------------------------
 
-    def _move(self, task: Task, status: TaskStatus, *, save: bool = True, **changes: Any) -> Task:
-        """The one place a task changes state: checks the transition, stamps the time."""
+    def _move(self, task_id: str, status: TaskStatus, **changes: Any) -> Task:
+        """The one place a task changes state: checks the transition, stamps the time,
+        hands the record to the writer (``_saved[task_id]`` says when it is durable)."""
         with self._cond:
-            current = self._tasks[task.id]
+            current = self._tasks[task_id]
             if status not in TRANSITIONS[current.status]:
                 raise PlatformError(f"illegal transition {current.status} -> {status}")
             now = utcnow()
@@ -338,34 +339,22 @@ class TaskManager:
             if status.is_terminal():
                 changes["completed_at"] = now
             updated = current.model_copy(update={"status": status, **changes})
-            self._tasks[task.id] = updated
-            if save:
-                self._save(updated)
+            self._tasks[task_id] = updated
+            self._persist(updated)
             self._cond.notify_all()
             return updated
 
-    def _update(self, task_id: str, *, save: bool, **changes: Any) -> Task:
+    def _update(self, task_id: str, *, persist: bool, **changes: Any) -> Task:
         with self._cond:
             updated = self._tasks[task_id].model_copy(update=changes)
             self._tasks[task_id] = updated
-            if save:
-                self._save(updated)
+            if persist:
+                self._persist(updated)
             return updated
 
-    def _save(self, task: Task) -> None:
-        self.lake.save_tasks(task)
-        due = self.lake.tasks.commits_since_compact >= self.settings.compact_every_commits
-        # One compaction at a time: saves that land before it resets the count start none.
-        if due and self._compacting.acquire(blocking=False):
-            threading.Thread(target=self._compact, name="compact", daemon=True).start()
-
-    def _compact(self) -> None:
-        try:
-            self.lake.tasks.compact()
-        except Exception:  # housekeeping must never take the service down
-            log.exception("compacting task records failed")
-        finally:
-            self._compacting.release()
+    def _persist(self, task: Task) -> None:
+        # Under the lock: the writer receives changes in the order memory saw them.
+        self._saved[task.id] = self.writer.put(task.model_dump(mode="json"))
 
     # -- scheduling ----------------------------------------------------------------------
 
@@ -393,170 +382,39 @@ class TaskManager:
                 task_id = self._next_runnable()
                 assert task_id is not None
                 self._queue.remove(task_id)
-                task = self._tasks[task_id]
-                # Claim the slot now so the next loop iteration sees it taken.
-                self._running[task_id] = _Starting()
-            worker = threading.Thread(target=self._work, args=(task,), name=task_id, daemon=True)
-            self._workers.add(worker)
-            worker.start()
+                self._launch(self._supervisor(self._tasks[task_id]))
 
-    def _work(self, task: Task) -> None:
-        try:
-            self._supervise(task)
-        except Exception as exc:
-            log.exception("supervising %s failed", task.id)
-            with self._cond:
-                if not self._tasks[task.id].status.is_terminal():
-                    self._move(
-                        task,
-                        TaskStatus.FAILED,
-                        error=TaskError(
-                            reason=FailureReason.CRASHED,
-                            type=type(exc).__name__,
-                            message=f"platform error while running the task: {exc}",
-                        ),
-                    )
-        finally:
-            with self._cond:
-                self._running.pop(task.id, None)
-                self._cancelling.discard(task.id)
-                self._cond.notify_all()
-            self._workers.discard(threading.current_thread())
-
-    def _supervise(self, task: Task) -> None:
-        work_dir = self.lake.root / "_system" / "work" / task.id
-        shutil.rmtree(work_dir, ignore_errors=True)
+    def _supervisor(self, task: Task, execution: Execution | None = None) -> Supervisor:
         spec = RunSpec(
             task_id=task.id,
-            script_path=self.scripts_root / task.script,
-            input_path=task.input_path,
-            output_path=task.output_path,
+            script_path=str(self.scripts_root / task.script),
+            input_uri=task.input_path,
+            output_uri=task.output_path,
             params=task.params,
-            log_path=self.lake.log_path(task.id),
-            work_dir=work_dir,
+            storage_options=self.lake.storage_options,
             daft_runner=self.settings.task_daft_runner,
-            log_max_bytes=self.settings.log_max_bytes,
         )
-        version_before = self.lake.version_of(task.output_path)
+        return Supervisor(task, spec, self.executor, self.lake, self, self.limits, execution)
+
+    def _launch(self, supervisor: Supervisor) -> None:
+        """Claim the task's slot and run its supervisor on a thread of its own."""
         with self._cond:
-            if self._tasks[task.id].status.is_terminal() or self._closed:
-                return  # cancelled while starting; cancel() already recorded it
-            execution = self.executor.start(spec)
-            self._running[task.id] = execution
-            task = self._move(
-                task,
-                TaskStatus.RUNNING,
-                pid=execution.pid,
-                output_version_before=version_before,
-            )
-        follower = progress.Follower(spec.progress_path)
-        outcome = self._watch(task, execution, follower)
-        # What the watch already read is on the record; only the last lines are new.
-        points = (self.get(task.id).history + follower.poll())[-HISTORY_LIMIT:]
-        tracked = {"progress": points[-1] if points else None, "history": points}
-        if outcome.error is None:
-            self._pin_source(task)
-            self._move(
-                task,
-                TaskStatus.COMPLETED,
-                result=outcome.result,
-                output_version=self.lake.version_of(task.output_path),
-                **tracked,
-            )
-        else:
-            error = outcome.error
-            if task.id in self._cancelling and error.reason not in _LIMITS:
-                error = TaskError(reason=FailureReason.CANCELLED, message="cancelled")
-            if self._closed and task.id in self._cancelling:
-                error = TaskError(
-                    reason=FailureReason.INTERRUPTED,
-                    message="interrupted: the Data Platform shut down",
-                )
-            undo = self.lake.roll_back(task.output_path, version_before)
-            if undo:
-                error = error.model_copy(update={"message": f"{error.message} (output {undo})"})
-            self._move(task, TaskStatus.FAILED, error=error, **tracked)
-        shutil.rmtree(work_dir, ignore_errors=True)
+            self._running[supervisor.task_id] = supervisor
+        worker = threading.Thread(
+            target=self._work, args=(supervisor,), name=supervisor.task_id, daemon=True
+        )
+        self._workers.add(worker)
+        worker.start()
 
-    def _pin_source(self, task: Task) -> None:
-        if not task.output.startswith("models/"):
-            return
+    def _work(self, supervisor: Supervisor) -> None:
         try:
-            self.lake.pin_model_source(task.output_path)
-        except Exception:  # a script may write a model in its own format: then nothing pins
-            log.warning("%s: could not pin the model's source dataset", task.id, exc_info=True)
-
-    def _watch(self, task: Task, execution: Execution, follower: progress.Follower) -> Outcome:
-        """Wait for the task, following its progress and enforcing time and memory limits."""
-        time_limit = self.settings.task_timeout_seconds
-        memory_limit = self.settings.task_memory_mb
-        started = time.monotonic()
-        last_saved = started
-        history: list[dict[str, Any]] = []
-        while True:
-            outcome = execution.wait(timeout=WATCH_SECONDS)
-            if outcome is not None:
-                return outcome
-            if points := follower.poll():
-                history = (history + points)[-HISTORY_LIMIT:]
-                save = time.monotonic() - last_saved > PROGRESS_SAVE_SECONDS
-                if save:
-                    last_saved = time.monotonic()
-                self._update(task.id, save=save, progress=history[-1], history=history)
-            breach = None
-            if time_limit is not None and time.monotonic() - started > time_limit:
-                breach = TaskError(
-                    reason=FailureReason.TIMEOUT, message=f"time limit of {time_limit:g} s exceeded"
-                )
-            elif memory_limit is not None:
-                rss = tree_rss_bytes(TASK_ENV, task.id)
-                if rss > memory_limit * 1024 * 1024:
-                    breach = TaskError(
-                        reason=FailureReason.MEMORY,
-                        message=f"memory limit of {memory_limit} MB exceeded "
-                        f"(resident {rss // (1024 * 1024)} MB)",
-                    )
-            if breach is not None:
-                grace = self.settings.cancel_grace_seconds
-                execution.stop(0 if breach.reason is FailureReason.MEMORY else grace)
-                execution.wait()
-                return Outcome(error=breach)
-
-
-_LIMITS = (FailureReason.TIMEOUT, FailureReason.MEMORY)
-
-
-class _Starting(Execution):
-    """Placeholder for a slot claimed by a task whose process is being started."""
-
-    def wait(self, timeout: float | None = None) -> None:
-        return None
-
-    def stop(self, grace: float) -> None:
-        return None
-
-
-def read_log(path: Path, tail: int | None = None) -> tuple[bytes, int]:
-    """The whole log, or its last ``tail`` lines, and the file size they were read at.
-
-    Reads backwards in blocks, so tailing a large log costs only what is returned.
-    """
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        return b"", 0
-    with fh:
-        size = fh.seek(0, 2)
-        if tail is None:
-            fh.seek(0)
-            return fh.read(size), size
-        if tail == 0:
-            return b"", size
-        block, data, pos = 65536, b"", size
-        while pos > 0 and data.count(b"\n") <= tail:
-            step = min(block, pos)
-            pos -= step
-            fh.seek(pos)
-            data = fh.read(step) + data
-        lines = data.splitlines(keepends=True)
-        return b"".join(lines[-tail:]), size
+            supervisor.run()
+        finally:
+            with self._cond:
+                if not self._tasks[supervisor.task_id].status.is_terminal():
+                    # The supervisor could not even record the end: never leave it running.
+                    error = TaskError(reason=FailureReason.CRASHED, message="supervisor failed")
+                    self._move(supervisor.task_id, TaskStatus.FAILED, error=error)
+                self._running.pop(supervisor.task_id, None)
+                self._cond.notify_all()
+            self._workers.discard(threading.current_thread())

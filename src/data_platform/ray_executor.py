@@ -1,32 +1,37 @@
 """Level 2: each task is a Ray task that runs the task's process, as Level 1 does, in a worker.
 
 The Ray task (``run_child``) starts the same ``ChildProcess`` as ``LocalExecutor``: own session
-and process group, output pumped into the task's log in the lake, result file read by the
-Data Platform afterwards. Records, logs and outcomes stay ours; Ray only places and runs it.
+and process group, output pumped into the task's log, progress and result files read by the
+Data Platform. Level 2 is one machine, so those files, the environment marker and /proc work
+as on Level 1; records, logs and outcomes stay ours and Ray only places and runs the process.
 
 Cancel: ``ray.cancel(ref)`` raises KeyboardInterrupt in the Ray task, which stops the tree
 (SIGTERM, grace, SIGKILL) as Level 1 does; if the task does not end in time,
 ``ray.cancel(ref, force=True)`` kills the worker (the child dies with it: PR_SET_PDEATHSIG),
-and, Level 2 being one machine, the environment-marker kill removes anything left. What
-``ray.get`` then raises does not reliably say "cancelled", so ``stop`` records it here.
+and the environment-marker kill removes anything left. What ``ray.get`` raises then does not
+reliably say "cancelled"; the supervisor knows it asked for the stop and decides the reason.
+
+Recovery: a Ray task of an earlier Data Platform has no handle we could find again (Ray Jobs'
+named supervisor actor would give one, Level 3); its tree is killed and the task interrupted.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 from pathlib import Path
 
 from ray.exceptions import RayError
 
 import ray
-from data_platform.executor import (
+from data_platform.execution import Execution, Outcome, RunSpec
+from data_platform.local_executor import (
     ChildProcess,
-    Execution,
-    Executor,
-    Outcome,
-    RunSpec,
+    FileProgress,
+    MachineExecutor,
+    TaskFiles,
     kill_task_processes,
     read_outcome,
 )
@@ -38,9 +43,9 @@ _POLL_SECONDS = 0.1
 _FORCE_AFTER_SECONDS = 5.0  # past the grace, before a graceful cancel gives way to force
 
 
-def run_child(spec: RunSpec, grace: float) -> int:
+def run_child(spec: RunSpec, files: TaskFiles, grace: float, log_max_bytes: int, cwd: str) -> int:
     """Runs in a Ray worker: the task's process from start to end; returns its exit code."""
-    child = ChildProcess(spec)
+    child = ChildProcess(spec, files, log_max_bytes, cwd)
     try:
         # Poll rather than block: Ray delivers a cancel as KeyboardInterrupt between bytecodes.
         while (code := child.wait(_POLL_SECONDS)) is None:
@@ -59,13 +64,14 @@ def run_child(spec: RunSpec, grace: float) -> int:
 _run_child = ray.remote(num_cpus=0, max_retries=0)(run_child)
 
 
-class RayExecution(Execution):
+class RayExecution(FileProgress, Execution):
     pid = None  # the process lives inside a Ray worker; its tree carries the task's marker
 
-    def __init__(self, ref: ray.ObjectRef, spec: RunSpec) -> None:
+    def __init__(self, ref: ray.ObjectRef, spec: RunSpec, files: TaskFiles) -> None:
+        super().__init__(spec.task_id, files)
         self.ref = ref
         self.spec = spec
-        self._stopped = False
+        self.files = files
 
     def wait(self, timeout: float | None = None) -> Outcome | None:
         ready, _ = ray.wait([self.ref], timeout=timeout)
@@ -74,7 +80,7 @@ class RayExecution(Execution):
         try:
             code = ray.get(self.ref)
         except RayError as exc:  # cancelled, or the worker died
-            outcome = read_outcome(self.spec, -signal.SIGKILL, stopped=self._stopped)
+            outcome = read_outcome(self.files, -signal.SIGKILL)
             if outcome.error is not None and outcome.error.reason is FailureReason.KILLED:
                 message = str(exc).strip().splitlines()[-1:] or [""]
                 outcome = Outcome(
@@ -87,25 +93,27 @@ class RayExecution(Execution):
             return outcome
         finally:
             kill_task_processes(self.spec.task_id)
-        return read_outcome(self.spec, code, stopped=self._stopped)
+        return read_outcome(self.files, code)
 
     def stop(self, grace: float) -> None:
-        self._stopped = True
-        if grace > 0:
+        ready, _ = ray.wait([self.ref], timeout=0)
+        if not ready and grace > 0:
             ray.cancel(self.ref)  # graceful: the task SIGTERMs its tree, then SIGKILLs
             ready, _ = ray.wait([self.ref], timeout=grace + _FORCE_AFTER_SECONDS)
-        else:
-            ready = []
         if not ready:
             ray.cancel(self.ref, force=True)
             ray.wait([self.ref], timeout=_FORCE_AFTER_SECONDS)
         kill_task_processes(self.spec.task_id)
+        self.keep_progress()
+        shutil.rmtree(self.files.scratch, ignore_errors=True)
 
 
-class RayExecutor(Executor):
-    """Level 2: tasks as Ray tasks on a cluster we join or start (``DP_RAY_ADDRESS``)."""
+class RayExecutor(MachineExecutor):
+    """Level 2: tasks as Ray tasks on a cluster we join or start (``DP_RAY_ADDRESS``); one
+    machine, so logs, scratch, the marker kill and /proc memory work as on Level 1."""
 
     def __init__(self, settings: DataPlatformSettings) -> None:
+        super().__init__(settings.resolved_work_dir, settings.log_max_bytes)
         self.grace = settings.cancel_grace_seconds
         self.ray = RayConnection(
             settings.ray_address, settings.ray_auth_token_path, namespace="lakekit-data-platform"
@@ -117,16 +125,16 @@ class RayExecutor(Executor):
         # RAY_ADDRESS and the token let the task's own Daft-on-Ray join this cluster.
         spec = dataclasses.replace(
             spec,
-            script_path=spec.script_path.resolve(),
-            input_path=_absolute(spec.input_path),
-            output_path=_absolute(spec.output_path),
-            log_path=spec.log_path.resolve(),
-            work_dir=spec.work_dir.resolve(),
-            cwd=spec.cwd or Path.cwd(),
+            script_path=os.path.abspath(spec.script_path),
+            input_uri=_absolute(spec.input_uri),
+            output_uri=_absolute(spec.output_uri),
             env={**auth_env(), "RAY_ADDRESS": str(self.ray.address), **spec.env},
         )
-        ref = _run_child.options(name=f"task:{spec.task_id}").remote(spec, self.grace)
-        return RayExecution(ref, spec)
+        files = self.fresh_files(spec.task_id)
+        ref = _run_child.options(name=f"task:{spec.task_id}").remote(
+            spec, files, self.grace, self.log_max_bytes, str(Path.cwd())
+        )
+        return RayExecution(ref, spec, files)
 
     def close(self) -> None:
         self.ray.close()

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
+from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serverkit.lakefs import is_local, normalize_uri, resolve_storage_options
+
+
+class LakeUri(str):
+    """The lake's URI, normalised (``serverkit.lakefs.normalize_uri``). ``/`` joins a name
+    under it, so code written when the lake was a ``Path`` (``settings.lake_root /
+    "_ai_platform"``) keeps working for local lakes."""
+
+    __slots__ = ()
+
+    def __truediv__(self, name: str) -> str:
+        return f"{self.rstrip('/')}/{name}"
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            _fspath, core_schema.no_info_after_validator_function(cls.parse, handler(str))
+        )
+
+    @classmethod
+    def parse(cls, value: str) -> LakeUri:
+        return cls(normalize_uri(value))
+
+
+def _fspath(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 class DataPlatformSettings(BaseSettings):
@@ -16,7 +45,21 @@ class DataPlatformSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8001
-    lake_root: Path = Field(Path("./lance_storage"), description="Root of the Lance lake.")
+    lake_root: LakeUri = Field(
+        LakeUri("./lance_storage"),
+        validate_default=True,
+        description="The Lance lake: a local path, file:///path or s3://bucket/prefix.",
+    )
+    lake_storage_options: dict[str, str] = Field(
+        {},
+        description="JSON object of Lance storage options (aws_access_key_id, "
+        "aws_secret_access_key, aws_endpoint, aws_region, allow_http); AWS_* vars fill gaps.",
+    )
+    work_dir: Path | None = Field(
+        None,
+        description="Local folder for task logs and scratch; unset: <lake>/_system for a "
+        "local lake, else ./.dp-work.",
+    )
     scripts_root: Path = Field(Path("./scripts"), description="Only scripts under it can run.")
     data_root: Path = Field(
         Path("./data"), description="Raw inputs (a task input that is not a lake name) live here."
@@ -50,6 +93,21 @@ class DataPlatformSettings(BaseSettings):
     version_retention_hours: float = Field(
         168.0, ge=0, description="Versions older than this are removed unless a model pins them."
     )
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """The lake's storage options, with the AWS_* environment filling what is unset."""
+        if is_local(self.lake_root):
+            return dict(self.lake_storage_options)
+        return resolve_storage_options(self.lake_storage_options)
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        if self.work_dir is not None:
+            return self.work_dir.resolve()
+        if is_local(self.lake_root):
+            return Path(self.lake_root) / "_system"
+        return Path(".dp-work").resolve()
 
     @property
     def task_daft_runner(self) -> str:

@@ -1,19 +1,22 @@
 """The lake: the only code of the Data Platform that touches Lance.
 
-Layout under the lake root::
+The lake is one URI (a local path, ``file:///...`` or ``s3://bucket/prefix``) and its storage
+options; Lance opens what is under it by URI and ``serverkit.lakefs`` lists and deletes there,
+so nothing here assumes a local disk. Layout under the root::
 
     datasets/{id}.lance     one Lance dataset per dataset
     models/{id}.lance       one Lance dataset per model (see lakekit.modelrec)
     _system/tasks.lance     task records
-    _system/logs/{id}.log   task logs (plain text, for tailing)
+
+Task logs and scratch are the executor's (``DP_WORK_DIR``; by default ``_system/`` of a local
+lake), not the lake's.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import lance
@@ -22,28 +25,39 @@ import pyarrow as pa
 from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound, NotFound
 from lakeapi.names import check_name
 from lakeapi.schemas import Dataset, DatasetVersion, Model, Task
+from serverkit.lakefs import LakeFS, normalize_uri
 from serverkit.recordstore import RecordTable
 
 KINDS = ("datasets", "models")
 _PIN_PREFIX = "model-"
+_SUFFIX = ".lance"
 
 
 class Lake:
-    """Datasets, models and task records under one root."""
+    """Datasets, models and task records under one root.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-        for sub in (*KINDS, "_system/logs"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.tasks = RecordTable(self.root / "_system" / "tasks.lance")
+    Args:
+        root: the lake's URI.
+        storage_options: Lance's storage options for it (credentials, endpoint, region).
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], storage_options: dict[str, str] | None = None
+    ) -> None:
+        self.fs = LakeFS(os.fspath(root), storage_options)
+        self.root = self.fs.root
+        self.storage_options = self.fs.storage_options
+        for kind in KINDS:
+            self.fs.makedirs(self.fs.join(kind))
+        self.tasks = RecordTable(self.fs.join("_system", "tasks.lance"), self.storage_options)
 
     # -- paths ---------------------------------------------------------------------------
 
-    def path_of(self, kind: str, name: str) -> Path:
-        """The Lance path of ``datasets/NAME`` or ``models/NAME`` (names validated)."""
+    def path_of(self, kind: str, name: str) -> str:
+        """The Lance URI of ``datasets/NAME`` or ``models/NAME`` (names validated)."""
         if kind not in KINDS:
             raise InvalidRequest(f"unknown lake kind {kind!r}: use 'datasets' or 'models'")
-        return self.root / kind / f"{check_name(name, kind[:-1] + ' id')}.lance"
+        return self.fs.join(kind, check_name(name, kind[:-1] + " id") + _SUFFIX)
 
     def parse_ref(self, ref: str) -> tuple[str, str] | None:
         """Split ``datasets/NAME`` into its kind and name; None if it is not a lake reference."""
@@ -52,9 +66,6 @@ class Lake:
             check_name(name, kind[:-1] + " id")
             return kind, name
         return None
-
-    def log_path(self, task_id: str) -> Path:
-        return self.root / "_system" / "logs" / f"{check_name(task_id, 'task id')}.log"
 
     # -- datasets ------------------------------------------------------------------------
 
@@ -78,7 +89,7 @@ class Lake:
 
     def delete_dataset(self, name: str) -> None:
         self._open("datasets", name, DatasetNotFound)
-        shutil.rmtree(self.path_of("datasets", name))
+        self.fs.delete_tree(self.path_of("datasets", name))
 
     # -- models --------------------------------------------------------------------------
 
@@ -93,11 +104,11 @@ class Lake:
         self._open("models", name, ModelNotFound)
         for dataset in self.list_datasets():
             self._unpin(dataset.path, name)
-        shutil.rmtree(self.path_of("models", name))
+        self.fs.delete_tree(self.path_of("models", name))
 
     # -- versions: what models pin, and housekeeping ---------------------------------------
 
-    def pin_model_source(self, model_path: str | Path) -> str | None:
+    def pin_model_source(self, model_path: str) -> str | None:
         """Tag the dataset version a model was trained on, so cleanup never removes it.
 
         Returns the tag, or None when the model names no dataset of this lake.
@@ -107,19 +118,28 @@ class Lake:
         info = modelrec.read_model_info(str(model_path))
         source = info.get("source") or {}
         src_path, version = source.get("path"), source.get("version")
-        if (
-            not src_path
-            or version is None
-            or not Path(src_path).resolve().is_relative_to(self.root / "datasets")
-        ):
+        if not src_path or version is None or self._dataset_name(str(src_path)) is None:
             return None
-        ds = lance.dataset(str(src_path))
+        ds = self._dataset(str(src_path))
         tag = f"{_PIN_PREFIX}{modelrec.model_name(model_path)}-v{info['version']}"
         ds.tags.create(tag, int(version))
         return tag
 
+    def _dataset_name(self, uri: str) -> str | None:
+        """The name of the lake dataset at ``uri``, or None when it is not one of ours."""
+        try:
+            uri = normalize_uri(uri)
+        except ValueError:
+            return None
+        prefix = self.fs.join("datasets") + "/"
+        name = uri[len(prefix) :].removesuffix(_SUFFIX) if uri.startswith(prefix) else ""
+        try:
+            return name if name and self.path_of("datasets", name) == uri else None
+        except InvalidRequest:
+            return None
+
     def _unpin(self, dataset_path: str, model_name: str) -> None:
-        ds = lance.dataset(dataset_path)
+        ds = self._dataset(dataset_path)
         for tag in list(ds.tags.list()):
             if tag.startswith(f"{_PIN_PREFIX}{model_name}-v"):
                 ds.tags.delete(tag)
@@ -133,40 +153,37 @@ class Lake:
         versions and each dataset's latest; returns versions removed per path."""
         removed = {}
         for kind in KINDS:
-            for path in sorted((self.root / kind).glob("*.lance")):
+            for name in self._names(kind):
                 try:
-                    ds = lance.dataset(str(path))
+                    ds = self._dataset(self.path_of(kind, name))
                     stats = ds.cleanup_old_versions(
                         older_than=older_than, error_if_tagged_old_versions=False
                     )
                 except (ValueError, OSError):
                     continue  # being written, or not a dataset
                 if stats.old_versions:
-                    removed[f"{kind}/{path.stem}"] = int(stats.old_versions)
+                    removed[f"{kind}/{name}"] = int(stats.old_versions)
         return removed
 
     # -- task outputs: what a failed task must not leave behind ----------------------------
 
-    @staticmethod
-    def version_of(path: str | Path) -> int | None:
-        """The current Lance version at ``path``, or None when nothing is committed there."""
+    def version_of(self, uri: str) -> int | None:
+        """The current Lance version at ``uri``, or None when nothing is committed there."""
         try:
-            return lance.dataset(str(path)).version
+            return int(self._dataset(uri).version)
         except (ValueError, OSError):
             return None
 
-    @staticmethod
-    def roll_back(path: str | Path, version_before: int | None) -> str | None:
-        """Make ``path`` read as it did before a task wrote to it; returns what was done."""
-        path = Path(path)
-        if not path.exists():
+    def roll_back(self, uri: str, version_before: int | None) -> str | None:
+        """Make ``uri`` read as it did before a task wrote to it; returns what was done."""
+        if not self.fs.exists(uri):
             return None
         if version_before is None:
             # Nothing was readable there before: whatever the task left is partial.
-            shutil.rmtree(path)
+            self.fs.delete_tree(uri)
             return "removed partial output"
         try:
-            ds = lance.dataset(str(path))
+            ds = self._dataset(uri)
         except (ValueError, OSError):
             return None
         if ds.version == version_before:
@@ -184,21 +201,33 @@ class Lake:
 
     # -- helpers -------------------------------------------------------------------------
 
+    def _dataset(self, uri: str, **kwargs: Any) -> lance.LanceDataset:
+        return lance.dataset(uri, storage_options=self.storage_options or None, **kwargs)
+
+    def _names(self, kind: str) -> list[str]:
+        """Names of the ``*.lance`` entries of a kind (valid names only: others are not ours)."""
+        names = []
+        for entry in self.fs.children(self.fs.join(kind)):
+            name = entry.removesuffix(_SUFFIX)
+            if entry.endswith(_SUFFIX) and _valid(name, kind):
+                names.append(name)
+        return names
+
     def _open(self, kind: str, name: str, missing: type[NotFound]) -> lance.LanceDataset:
         path = self.path_of(kind, name)
         try:
-            return lance.dataset(str(path))
+            return self._dataset(path)
         except (ValueError, OSError) as exc:
             raise missing(f"{kind[:-1].capitalize()} '{name}' does not exist") from exc
 
     def _scan(self, kind: str, describe: Callable[[str, lance.LanceDataset], Any]) -> list[Any]:
         found = []
-        for path in sorted((self.root / kind).glob("*.lance")):
+        for name in self._names(kind):
             try:
-                ds = lance.dataset(str(path))
+                ds = self._dataset(self.path_of(kind, name))
             except (ValueError, OSError):
                 continue  # no committed version (a task is writing its first one)
-            found.append(describe(path.name.removesuffix(".lance"), ds))
+            found.append(describe(name, ds))
         return found
 
     def _describe_dataset(self, name: str, ds: lance.LanceDataset) -> Dataset:
@@ -221,7 +250,7 @@ class Lake:
 
         path = self.path_of("models", name)
         try:
-            info = modelrec.read_model_info(str(path))
+            info = modelrec.read_model_info(path)
         except Exception as exc:  # a foreign dataset under models/ is listed, not fatal
             info = {"error": f"not a model record: {exc}"}
         known = {"metrics", "params", "history", "source", "input_spec", "architecture"}
@@ -268,6 +297,14 @@ def simple_schema(schema: pa.Schema) -> dict[str, str]:
 def _size_bytes(ds: lance.LanceDataset) -> int:
     """Bytes of the data files the current version reads (old versions not counted)."""
     return sum(f.file_size_bytes or 0 for frag in ds.get_fragments() for f in frag.data_files())
+
+
+def _valid(name: str, kind: str) -> bool:
+    try:
+        check_name(name, kind[:-1] + " id")
+    except InvalidRequest:
+        return False
+    return True
 
 
 def _utc(value: Any) -> datetime | None:

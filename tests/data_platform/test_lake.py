@@ -13,13 +13,19 @@ from data_platform.store import Lake, simple_schema
 from tests.lakekit.test_modelrec import make_module, write
 
 
-def overwrite(path: Path, value: int) -> int:
-    mode = "overwrite" if path.exists() else "create"
-    return lance.write_dataset(pa.table({"x": [value]}), str(path), mode=mode).version
+def overwrite(path: str, value: int) -> int:
+    mode = "overwrite" if Path(path).exists() else "create"
+    return lance.write_dataset(pa.table({"x": [value]}), path, mode=mode).version
 
 
-def test_model_pinned_version_survives_cleanup_and_unpins_on_delete(tmp_path: Path):
-    lake = Lake(tmp_path / "lake")
+def lake_at(root: Path, as_uri: bool) -> Lake:
+    """The same lake addressed by a path or by a file:// URI."""
+    return Lake(root.as_uri() if as_uri else str(root))
+
+
+@pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])
+def test_model_pinned_version_survives_cleanup_and_unpins_on_delete(tmp_path: Path, as_uri):
+    lake = lake_at(tmp_path / "lake", as_uri)
     data = lake.path_of("datasets", "digits")
     for value in range(3):
         pinned = overwrite(data, value)  # versions 1..3; the model trains on 3
@@ -55,11 +61,28 @@ def test_task_records_compact_into_few_versions(tmp_path: Path):
     assert records == {"t0": 25, "t1": 26, "t2": 27, "t3": 28, "t4": 29}
 
 
-def test_a_dataset_without_a_committed_version_is_not_listed(tmp_path: Path):
-    lake = Lake(tmp_path / "lake")
-    (lake.root / "datasets" / "half.lance" / "data").mkdir(parents=True)
+@pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])
+def test_a_dataset_without_a_committed_version_is_not_listed(tmp_path: Path, as_uri):
+    lake = lake_at(tmp_path / "lake", as_uri)
+    assert lake.root == str(tmp_path / "lake")
+    (tmp_path / "lake" / "datasets" / "half.lance" / "data").mkdir(parents=True)
     overwrite(lake.path_of("datasets", "whole"), 1)
+    (tmp_path / "lake" / "datasets" / "not a name.lance").mkdir()  # not ours: not listed
     assert [d.id for d in lake.list_datasets()] == ["whole"]
+    lake.delete_dataset("whole")
+    assert lake.list_datasets() == [] and not (tmp_path / "lake/datasets/whole.lance").exists()
+
+
+@pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])
+def test_roll_back_restores_or_removes_by_uri(tmp_path: Path, as_uri):
+    lake = lake_at(tmp_path / "lake", as_uri)
+    uri = lake.path_of("datasets", "d")
+    first = overwrite(uri, 1)
+    overwrite(uri, 2)
+    assert lake.roll_back(uri, first) == f"restored version {first}"
+    assert lance.dataset(uri).to_table().column("x").to_pylist() == [1]
+    assert lake.roll_back(uri, None) == "removed partial output"
+    assert lake.version_of(uri) is None and lake.roll_back(uri, None) is None
 
 
 @pytest.mark.parametrize(

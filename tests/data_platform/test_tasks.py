@@ -158,7 +158,7 @@ def test_script_outside_root_or_missing_is_400(dp, script, fragment):
 
 
 def test_symlink_out_of_scripts_root_is_400(tmp_path):
-    from data_platform.executor import LocalExecutor
+    from data_platform.local_executor import LocalExecutor
     from data_platform.manager import TaskManager
     from data_platform.settings import DataPlatformSettings
     from data_platform.store import Lake
@@ -170,9 +170,10 @@ def test_symlink_out_of_scripts_root_is_400(tmp_path):
     outside.write_text("def run(i, o, p):\n    return {}\n")
     (scripts / "link.py").symlink_to(outside)
     settings = DataPlatformSettings(lake_root=tmp_path / "lake", scripts_root=scripts)
-    manager = TaskManager(settings, Lake(settings.lake_root), LocalExecutor())
+    executor = LocalExecutor(tmp_path / "work")
+    manager = TaskManager(settings, Lake(settings.lake_root), executor)
     with pytest.raises(InvalidRequest, match="leads out of the scripts root"):
-        manager._resolve_script("link.py")
+        manager.resolve.script("link.py")
 
 
 def test_logs_follow_streams_until_the_task_ends(dp, dp_root: Path):
@@ -192,7 +193,7 @@ def test_logs_follow_streams_until_the_task_ends(dp, dp_root: Path):
 
 
 def test_logs_tail_reads_the_last_lines_of_a_long_log(tmp_path: Path):
-    from data_platform.manager import read_log
+    from data_platform.local_executor import read_log
 
     log = tmp_path / "t.log"
     log.write_bytes(b"".join(b"line %d\n" % i for i in range(100_000)))

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from data_platform.executor import task_processes
+from data_platform.local_executor import task_processes
 from serverkit.procs import marked_processes
 from serverkit.ray_runtime import HEAD_ENV, LocalRay
 from tests.data_platform.test_errors import assert_error

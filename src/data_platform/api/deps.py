@@ -1,4 +1,7 @@
-"""Dependencies the routers take: the manager and the lake, from the app's state."""
+"""Dependencies the routers take: the manager and the lake, from the app's state.
+
+Async, so that resolving them never takes a pool thread (an async route stays thread-free).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,11 @@ from data_platform.manager import TaskManager
 from data_platform.store import Lake
 
 
-def _manager(request: Request) -> TaskManager:
+async def _manager(request: Request) -> TaskManager:
     return request.app.state.manager
 
 
-def _lake(request: Request) -> Lake:
+async def _lake(request: Request) -> Lake:
     return request.app.state.lake
 
 

@@ -43,7 +43,7 @@ def cancel_task(task_id: str, manager: Manager) -> Task:
 
 
 @router.get("/{task_id}/logs", response_class=PlainTextResponse)
-def task_logs(
+async def task_logs(
     task_id: str,
     manager: Manager,
     tail: Annotated[int | None, Query(ge=0, le=100000)] = None,
@@ -51,6 +51,6 @@ def task_logs(
 ) -> Response:
     """The task's combined stdout and stderr: ``?tail=N`` for the last N lines, ``?follow=true``
     to stream new output until the task ends."""
-    if follow:
+    if follow:  # async end to end: a follower holds no thread
         return StreamingResponse(manager.follow_logs(task_id, tail), media_type="text/plain")
-    return PlainTextResponse(manager.logs(task_id, tail))
+    return PlainTextResponse(await manager.logs(task_id, tail))

@@ -1,0 +1,123 @@
+"""How a task runs, as the manager and the supervisor see it: an interface, no processes.
+
+An :class:`Executor` starts a task from a :class:`RunSpec` and hands back an
+:class:`Execution`, which reports progress, resource use and the outcome, and stops the task.
+Where the task's log, scratch, progress and result live, and how they travel, is the
+executor's business: Level 1 (``local_executor.py``) uses files beside the Data Platform,
+Level 2 (``ray_executor.py``) a Ray task on the same machine; a node-remote executor (Level 3)
+ships them. The manager and the supervisor only use what is defined here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakeapi.schemas import Task, TaskError
+
+MEMORY = "memory"  # a limit an executor can enforce: it measures the task's resident memory
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything an executor needs to run one task; locations are URIs, never local paths.
+
+    The task's log and scratch are not here: the executor places them (see its ``logs``).
+    """
+
+    task_id: str
+    script_path: str  # the script, as the Data Platform resolved it under its scripts root
+    input_uri: str  # "" when the task takes no input
+    output_uri: str
+    params: dict[str, Any]
+    storage_options: dict[str, str] = field(default_factory=dict)
+    daft_runner: str = "native"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a task's process ended, as far as the executor can tell."""
+
+    result: dict[str, Any] | None = None  # run() returned this dict
+    error: TaskError | None = None  # what went wrong in the task (never a platform decision)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a running task uses now; None where the executor cannot tell."""
+
+    rss_bytes: int | None = None
+
+
+class Execution(ABC):
+    """One running task."""
+
+    pid: int | None = None  # of the task's process, where it is one the platform can name
+    node: str | None = None  # where it runs, if known
+
+    @abstractmethod
+    def progress(self) -> list[dict[str, Any]]:
+        """Progress points reported since the last call."""
+
+    def resources(self) -> Resources:
+        """Resource use of the task's whole tree (by default: unknown)."""
+        return Resources()
+
+    @abstractmethod
+    def wait(self, timeout: float | None = None) -> Outcome | None:
+        """The outcome once the task has ended, or None when ``timeout`` passes first."""
+
+    @abstractmethod
+    def stop(self, grace: float) -> None:
+        """SIGTERM, up to ``grace`` seconds, then SIGKILL; returns once the tree is gone.
+
+        Idempotent, and safe on an execution that already ended: it then only releases what
+        the executor kept for the task (scratch), so the supervisor calls it in every case.
+        """
+
+
+class LogSource(ABC):
+    """A task's log as the executor keeps it: reads from an offset, and a tail.
+
+    Async, so that a follower costs no thread whether the log is a local file or travels
+    from another node; an implementation keeps each call short for the event loop (a large
+    local read goes to a worker thread for its duration only).
+    """
+
+    @abstractmethod
+    async def read(self, offset: int, limit: int) -> tuple[bytes, int]:
+        """Up to ``limit`` bytes from ``offset`` and the offset after them; a log that
+        started over (rotated past its cap) is read from its new beginning."""
+
+    @abstractmethod
+    async def tail(self, lines: int | None) -> tuple[bytes, int]:
+        """The last ``lines`` lines (None: everything) and the offset they end at."""
+
+
+class Executor(ABC):
+    """Runs tasks; recovers what it was running after a restart; enforces what it can."""
+
+    default_concurrency: int = 1  # tasks at once unless DP_MAX_CONCURRENT_TASKS says otherwise
+    limits: frozenset[str] = frozenset()  # the limits it can enforce, e.g. {MEMORY}
+
+    @abstractmethod
+    def start(self, spec: RunSpec) -> Execution:
+        """Start the task; raises when it cannot (the task then fails ``rejected``)."""
+
+    @abstractmethod
+    def recover(self, task: Task) -> Execution | None:
+        """After a restart: reattach to ``task`` if it still runs, else None, having killed
+        whatever is left of it that cannot be reattached."""
+
+    @abstractmethod
+    def logs(self, task_id: str) -> LogSource:
+        """The task's log (also for tasks that ended or never started: then it is empty)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the runtime (a Ray cluster the executor started)."""

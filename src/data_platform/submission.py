@@ -1,0 +1,69 @@
+"""What a submission names, checked and resolved: the script, the input and the output.
+
+Scripts and raw inputs are files of the Data Platform's own machine (the scripts root and the
+data root), so they are checked as local paths, symlinks included; lake references become
+the lake's URIs. Kept out of the manager, which holds no file code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from data_platform.store import Lake
+from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound
+
+
+class Resolver:
+    """Resolves a submission's names, or raises InvalidRequest (or a 404 for a lake name)."""
+
+    def __init__(self, scripts_root: Path, data_root: Path, lake: Lake) -> None:
+        self.scripts_root = scripts_root.resolve()
+        self.data_root = data_root.resolve()
+        self.lake = lake
+
+    def script(self, script: str) -> Path:
+        """The script's real path under the scripts root."""
+        if Path(script).is_absolute() or ".." in Path(script).parts or "\0" in script:
+            raise InvalidRequest(
+                f"script {script!r} must be a relative path under the scripts root"
+            )
+        path = (self.scripts_root / script).resolve()
+        if not path.is_relative_to(self.scripts_root):
+            raise InvalidRequest(f"script {script!r} leads out of the scripts root")
+        if not path.is_file():
+            raise InvalidRequest(f"script {script!r} not found under the scripts root")
+        if path.suffix != ".py":
+            raise InvalidRequest(f"script {script!r} is not a .py file")
+        return path
+
+    def input(self, value: str) -> str:
+        """A lake reference as its URI, or raw data (a local path under the data root)."""
+        if not value:
+            return ""
+        if "\0" in value:
+            raise InvalidRequest("input contains a NUL byte")
+        ref = self.lake.parse_ref(value)
+        if ref is not None:
+            kind, name = ref
+            uri = self.lake.path_of(kind, name)
+            if self.lake.version_of(uri) is None:
+                missing = DatasetNotFound if kind == "datasets" else ModelNotFound
+                raise missing(f"{kind[:-1].capitalize()} '{name}' does not exist")
+            return uri
+        raw = Path(value)
+        if ".." in raw.parts:
+            raise InvalidRequest(f"input {value!r} must not contain '..'")
+        candidate = raw if raw.is_absolute() else self.data_root / raw
+        path = candidate.resolve()
+        if not path.is_relative_to(self.data_root):
+            raise InvalidRequest(f"input {value!r} is outside the data root")
+        if not path.exists():
+            raise InvalidRequest(f"input {value!r} does not exist under the data root")
+        return str(path)
+
+    def output(self, value: str) -> str:
+        """The URI of ``datasets/NAME`` or ``models/NAME``."""
+        ref = self.lake.parse_ref(value)
+        if ref is None:
+            raise InvalidRequest(f"output {value!r} must be 'datasets/NAME' or 'models/NAME'")
+        return self.lake.path_of(*ref)
