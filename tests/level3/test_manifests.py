@@ -36,7 +36,11 @@ from tests.level3.ray_cluster import (
 from tests.level3.s3 import S3Endpoint
 from tests.support import REPO
 
-pytestmark = pytest.mark.level3
+pytestmark = [
+    pytest.mark.level3,
+    # Popen forks the test process, which has lance loaded, and execs at once: safe.
+    pytest.mark.filterwarnings("ignore:lance is not fork-safe"),
+]
 
 START_TIMEOUT = 180.0  # seconds; ~30 on an idle 2-core machine, far more when it is shared
 CORE_KINDS = {"Namespace", "Secret", "Deployment", "Service"}

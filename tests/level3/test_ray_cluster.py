@@ -17,7 +17,11 @@ import pytest
 from tests.level3.ray_cluster import RayCluster, describe, driver_result
 from tests.support import pid_alive, wait_until
 
-pytestmark = [pytest.mark.level3, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.level3,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:lance is not fork-safe"),  # Popen, then exec at once
+]
 
 PINNED_TASK = """
 import time
