@@ -8,8 +8,10 @@ set -euo pipefail
 
 join_ray() {
     [[ -n "${RAY_JOIN_ADDRESS:-}" ]] || return 0
+    # A small object store: a service's pod only holds what its driver puts (the data itself
+    # travels through the lake), and Ray's default is 30% of the pod's memory.
     ray start --address="${RAY_JOIN_ADDRESS}" --num-cpus=0 --num-gpus=0 \
-        --disable-usage-stats --log-style=record
+        --object-store-memory=268435456 --disable-usage-stats --log-style=record
 }
 
 role="${1:-data-platform}"

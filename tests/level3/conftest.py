@@ -14,9 +14,10 @@ from tests.level3.s3 import S3Endpoint, SeaweedS3
 @pytest.fixture(scope="session", autouse=True)
 def no_aws_lookups() -> Iterator[None]:
     """No SDK in this tier may go looking for AWS (instance metadata, ~/.aws profiles)."""
-    saved = {k: os.environ.get(k) for k in ("AWS_EC2_METADATA_DISABLED", "AWS_CONFIG_FILE")}
+    names = ("AWS_EC2_METADATA_DISABLED", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    os.environ["AWS_CONFIG_FILE"] = os.devnull
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     yield
     for key, value in saved.items():
         if value is None:

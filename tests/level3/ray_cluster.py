@@ -36,13 +36,15 @@ RESULT_MARK = "LEVEL3-RESULT "
 MAX_STARTS = 2
 RAY_CLI = Path(sys.executable).with_name("ray")
 OBJECT_STORE_BYTES = 100 * 1024 * 1024  # Ray's floor is 75 MiB; tasks talk through the lake
-# Ray's defaults notice a dead raylet after ~5 failed checks 3 s apart; the platform's
-# "node lost" should not wait that long. The GCS reads these from its environment.
+# Ray's defaults notice a dead raylet after 5 failed checks 3 s apart; the platform's "node
+# lost" should not wait that long. A killed raylet refuses the check at once, so 5 checks 1 s
+# apart find it in ~5 s; the 3 s timeout keeps a raylet that is alive but slow (a loaded
+# machine) from being declared dead. The GCS reads these from its environment.
 HEALTH_CHECK_ENV = {
     "RAY_health_check_initial_delay_ms": "1000",
     "RAY_health_check_period_ms": "1000",
-    "RAY_health_check_timeout_ms": "1000",
-    "RAY_health_check_failure_threshold": "3",
+    "RAY_health_check_timeout_ms": "3000",
+    "RAY_health_check_failure_threshold": "5",
 }
 # Inherited settings that would change what a node is: an address to join, another token, or
 # the single-machine switch that rewrites our addresses.

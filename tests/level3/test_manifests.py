@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,11 @@ from tests.level3.ray_cluster import (
 from tests.level3.s3 import S3Endpoint
 from tests.support import REPO
 
-pytestmark = pytest.mark.level3
+pytestmark = [
+    pytest.mark.level3,
+    # Popen forks the test process, which has lance loaded, and execs at once: safe.
+    pytest.mark.filterwarnings("ignore:lance is not fork-safe"),
+]
 
 START_TIMEOUT = 180.0  # seconds; ~30 on an idle 2-core machine, far more when it is shared
 CORE_KINDS = {"Namespace", "Secret", "Deployment", "Service"}
@@ -175,22 +180,39 @@ def head_port() -> str:
     return kuberay.raycluster()["spec"]["headGroupSpec"]["rayStartParams"]["port"]
 
 
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping inside a parsed manifest."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
 def test_every_secret_and_config_map_referenced_exists_with_its_key() -> None:
     secrets = kuberay.secrets()
     kustomization = kuberay.load_docs(K8S / "kustomization.yaml")[0]
     config_maps = {g["name"] for g in kustomization["configMapGenerator"]}
-    text = "\n".join(path.read_text() for path in sorted(K8S.glob("*.yaml")))
-
-    refs = re.findall(r"secretKeyRef: \{name: ([\w-]+), key: ([\w-]+)\}", text)
-    assert refs
-    for name, key in refs:
-        assert key in secrets[name], f"{name} has no key {key}"
-    for name in re.findall(r"secretRef: \{name: ([\w-]+)\}", text):
-        assert name in secrets
-    for name in re.findall(r"secretName: ([\w-]+)", text):
-        assert name in secrets
-    for name in re.findall(r"configMap: \{name: ([\w-]+)\}", text):
-        assert name in config_maps
+    checked = 0
+    for _, doc in kuberay.manifests():
+        for node in _walk(doc):
+            if "secretKeyRef" in node:
+                ref = node["secretKeyRef"]
+                assert ref["key"] in secrets[ref["name"]], f"{ref['name']} has no {ref['key']}"
+            elif "secretRef" in node:
+                assert node["secretRef"]["name"] in secrets
+            elif "secretName" in node:
+                assert node["secretName"] in secrets
+                for item in node.get("items", []):
+                    assert item["key"] in secrets[node["secretName"]]
+            elif "configMap" in node:
+                assert node["configMap"]["name"] in config_maps
+            else:
+                continue
+            checked += 1
+    assert checked >= 10  # the token, object-store and API-key references of four pod templates
     for group in kustomization["configMapGenerator"]:
         for entry in group["files"]:
             assert (K8S / entry.split("=")[-1]).is_file()

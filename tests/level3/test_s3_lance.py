@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from tests.level3.s3 import S3Endpoint
-from tests.support import REPO
+from tests.support import REPO, wait_until
 
 pytestmark = [
     pytest.mark.level3,
@@ -93,7 +93,9 @@ def test_two_writers_committing_to_one_table_concurrently_lose_nothing(
         )
         for who in ("a", "b")
     ]
-    go.touch()  # both are importing lance by now; their commits overlap
+    # Both have imported lance (a few seconds) before either commits: their commits overlap.
+    wait_until(lambda: all((tmp_path / f"ready-{w}").exists() for w in "ab"), timeout=60)
+    go.touch()
     spans = []
     for writer in writers:
         out, err = writer.communicate(timeout=120)

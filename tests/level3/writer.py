@@ -1,7 +1,8 @@
 """A writer process for the concurrent-commit test: ``N`` commits to one table on S3.
 
 ``python -m tests.level3.writer URI append|merge WHO N GO_FILE``, the storage options as JSON in
-``LEVEL3_STORAGE_OPTIONS``. It waits for ``GO_FILE`` so that both writers start together and
+``LEVEL3_STORAGE_OPTIONS``. Once imported it creates ``ready-WHO`` beside ``GO_FILE``, then
+waits for ``GO_FILE``, so that both writers start together and
 their commits race; each commit adds 5 rows keyed ``WHO-i-j``. It prints, as JSON, when its
 first commit began and its last one ended (wall clock), to show the two really overlapped.
 """
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 def main(uri: str, mode: str, who: str, n: int, go_file: Path) -> None:
     options = json.loads(os.environ["LEVEL3_STORAGE_OPTIONS"])
+    go_file.with_name(f"ready-{who}").touch()
     deadline = time.monotonic() + 60
     while not go_file.exists():
         if time.monotonic() > deadline:
