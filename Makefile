@@ -31,8 +31,9 @@ test: setup ## Run the whole test suite
 bench: setup ## Measure the platform against the bare libraries; report under bench/results/
 	$(BIN)/python -m bench.run
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff (lint and format) on everything, mypy on src/
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/ruff format --check src tests scripts bench
+	$(BIN)/mypy
 
 .PHONY: help setup up demo test bench lint

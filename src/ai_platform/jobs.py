@@ -53,6 +53,7 @@ class JobManager:
             "error": task.error,
             "progress": task.progress,
             "history": task.history,
+            "queue": task.queue,
             self.spec.result_field: task.result,
         }
         return self.spec.record.model_validate(data)

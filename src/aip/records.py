@@ -58,14 +58,22 @@ class TaskFailure(Record, schemas.TaskError):
         return f"{self.reason}: {detail}" if detail else str(self.reason)
 
 
+class QueuePlace(Record, schemas.QueuePlace):
+    """Why a pending task waits: its place, the tasks holding the slots, how many slots."""
+
+
 class Task(Record, schemas.Job):
     """An ingestion task (result in ``stats``) or training task (result in ``metrics``)."""
 
     error: TaskFailure | None = None
     stats: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
-    # A pending task's place in the queue (1: the next to start), when the server says it.
-    queue_position: int | None = None
+    queue: QueuePlace | None = None
+
+    @property
+    def queue_position(self) -> int | None:
+        """A pending task's place in the queue (1: the next to start), when the server says."""
+        return self.queue.position if self.queue is not None else None
 
     @property
     def finished(self) -> bool:

@@ -38,6 +38,7 @@ from lakeapi.names import new_id
 from lakeapi.schemas import (
     TRANSITIONS,
     FailureReason,
+    QueuePlace,
     Task,
     TaskCreate,
     TaskError,
@@ -166,9 +167,20 @@ class TaskManager:
     def get(self, task_id: str) -> Task:
         with self._cond:
             task = self._tasks.get(task_id)
-        if task is None:
-            raise TaskNotFound(f"Task '{task_id}' does not exist")
-        return task
+            if task is None:
+                raise TaskNotFound(f"Task '{task_id}' does not exist")
+            return self._with_queue(task)
+
+    def _with_queue(self, task: Task) -> Task:
+        """A pending task says why it waits (computed on read, never stored)."""
+        if task.status is not TaskStatus.PENDING or task.id not in self._queue:
+            return task
+        place = QueuePlace(
+            position=self._queue.index(task.id) + 1,
+            running=sorted(self._running),
+            slots=self.max_concurrent,
+        )
+        return task.model_copy(update={"queue": place})
 
     def list(
         self,
@@ -178,7 +190,7 @@ class TaskManager:
         limit: int | None = None,
     ) -> list[Task]:
         with self._cond:
-            tasks = list(self._tasks.values())
+            tasks = [self._with_queue(t) for t in self._tasks.values()]
         tasks = [
             t
             for t in tasks

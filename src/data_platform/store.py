@@ -115,7 +115,7 @@ class Lake:
         """
         from lakekit import modelrec
 
-        info = modelrec.read_model_info(str(model_path))
+        info = modelrec.read_model_info(str(model_path), storage_options=self.storage_options)
         source = info.get("source") or {}
         src_path, version = source.get("path"), source.get("version")
         if not src_path or version is None or self._dataset_name(str(src_path)) is None:
@@ -124,6 +124,12 @@ class Lake:
         tag = f"{_PIN_PREFIX}{modelrec.model_name(model_path)}-v{info['version']}"
         ds.tags.create(tag, int(version))
         return tag
+
+    def model_problem(self, uri: str) -> str | None:
+        """What makes the model record at ``uri`` unservable; None when it is a valid one."""
+        from lakekit.models import check_model_record  # torch-free without load=True
+
+        return check_model_record(uri, self.storage_options)
 
     def _dataset_name(self, uri: str) -> str | None:
         """The name of the lake dataset at ``uri``, or None when it is not one of ours."""
@@ -250,10 +256,20 @@ class Lake:
 
         path = self.path_of("models", name)
         try:
-            info = modelrec.read_model_info(path)
+            info = modelrec.read_model_info(path, storage_options=self.storage_options)
         except Exception as exc:  # a foreign dataset under models/ is listed, not fatal
             info = {"error": f"not a model record: {exc}"}
-        known = {"metrics", "params", "history", "source", "input_spec", "architecture"}
+        known = {
+            "metrics",
+            "params",
+            "history",
+            "source",
+            "input_spec",
+            "architecture",
+            "signature",
+            "labels",
+            "preprocessing",
+        }
         return Model(
             id=name,
             path=str(path),
@@ -267,6 +283,9 @@ class Lake:
             history=info.get("history") or [],
             source=info.get("source") or {},
             input_spec=info.get("input_spec") or {},
+            signature=info.get("signature"),
+            labels=list(info.get("labels") or []),
+            preprocessing=info.get("preprocessing"),
             info={k: v for k, v in info.items() if k not in known | {"created_at"}},
         )
 

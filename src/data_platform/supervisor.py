@@ -235,6 +235,8 @@ class Supervisor:
         error = decide_failure(facts)
         try:
             if error is None:
+                error = self._check_output()
+            if error is None:
                 assert facts.outcome is not None
                 self._pin_source()
                 self.records.finish(
@@ -267,6 +269,22 @@ class Supervisor:
         if not undo:
             return error
         return error.model_copy(update={"message": f"{error.message} (output {undo})"})
+
+    def _check_output(self) -> TaskError | None:
+        """A task that writes a model must leave a servable model record; else it failed."""
+        if not self.task.output.startswith("models/"):
+            return None
+        try:
+            problem = self.lake.model_problem(self.spec.output_uri)
+        except Exception as exc:  # unreadable is unservable: the output is rolled back
+            log.exception("%s: checking its model record failed", self.task_id)
+            problem = f"the record could not be read ({type(exc).__name__}: {exc})"
+        if problem is None:
+            return None
+        return TaskError(
+            reason=FailureReason.BAD_RESULT,
+            message=f"run() returned, but its output is not a model record: {problem}",
+        )
 
     def _pin_source(self) -> None:
         if not self.task.output.startswith("models/"):

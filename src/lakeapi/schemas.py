@@ -151,6 +151,14 @@ class TaskCreate(Request):
     )
 
 
+class QueuePlace(Record):
+    """Why a pending task waits: its place in the queue and what holds the slots now."""
+
+    position: int = Field(description="1: the next task to start.")
+    running: list[str] = Field(default_factory=list, description="Tasks holding the slots.")
+    slots: int = Field(description="How many tasks run at once.")
+
+
 class Task(Record):
     """A Data Platform task record, as stored and as answered."""
 
@@ -175,6 +183,7 @@ class Task(Record):
     output_version: int | None = None
     pid: int | None = None
     node: str | None = Field(None, description="Where the task's process runs (if known).")
+    queue: QueuePlace | None = Field(None, description="A pending task's place in the queue.")
 
 
 class JobCreate(Request):
@@ -209,6 +218,7 @@ class Job(Record):
     error: TaskError | None = None
     progress: dict[str, Any] | None = Field(None, description="Latest progress point.")
     history: list[dict[str, Any]] = Field(default_factory=list, description="Every point.")
+    queue: QueuePlace | None = Field(None, description="A pending task's place in the queue.")
 
 
 class IngestionTask(Job):

@@ -8,7 +8,6 @@ its other routes, and the Data Platform's, answer as if the followers were not t
 from __future__ import annotations
 
 import asyncio
-import inspect
 import signal
 import statistics
 import time
@@ -62,20 +61,7 @@ async def timed_gets(client: httpx.AsyncClient, paths: list[str]) -> dict[str, l
     return times
 
 
-def _data_platform_follows_async() -> bool:
-    """Whether the Data Platform's own log follow is async (a sync one holds a thread per
-    follower, so 200 of them starve its thread pool whatever the AI Platform does)."""
-    from data_platform.manager import TaskManager
-
-    return inspect.isasyncgenfunction(getattr(TaskManager, "_follow", None))
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(
-    not _data_platform_follows_async(),
-    reason="needs the Data Platform's async log follow (branch dp-seams)",
-    run=False,
-)
 def test_200_followers_leave_every_other_call_fast_and_are_freed(
     platform: PlatformServers, tmp_path: Path
 ):

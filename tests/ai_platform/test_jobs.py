@@ -66,7 +66,7 @@ def test_training_runs_on_an_existing_dataset(api):
     assert wait_job(api, f"/api/v1/ingestion-tasks/{ingest['id']}")["status"] == "completed"
     r = api.post(
         "/api/v1/training-tasks",
-        json=job("fit", "fixtures/report_progress.py", "m1", input="small", epochs=2),
+        json=job("fit", "fixtures/train_tiny.py", "m1", input="small", epochs=2),
     )
     assert r.status_code == 201, r.text
     done = wait_job(api, f"/api/v1/training-tasks/{r.json()['id']}")

@@ -65,12 +65,13 @@ def test_sizes_are_decimal_units():
 
 
 def test_a_pending_task_shows_its_place_in_the_queue_when_the_server_says():
-    queued = task_line({"status": "pending", "queue_position": 2})
+    place = {"position": 2, "running": ["train-1"], "slots": 1}
+    queued = task_line({"status": "pending", "queue": place})
     assert queued.queue_position == 2
-    assert describe_progress(queued) == (None, None, "#2 in the queue")
+    assert describe_progress(queued) == (None, None, "#2 in the queue, behind train-1")
     assert describe_progress(task_line({"status": "pending"})) == (None, None, "")
     # Once it runs, its progress is what counts.
-    running = task_line({"status": "running", "queue_position": 1, "progress": {"epoch": 1}})
+    running = task_line({"status": "running", "progress": {"epoch": 1}})
     assert describe_progress(running)[2] == "epoch 1"
 
 

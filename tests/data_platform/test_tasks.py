@@ -202,3 +202,41 @@ def test_logs_tail_reads_the_last_lines_of_a_long_log(tmp_path: Path):
     assert size == log.stat().st_size
     assert read_log(log, 0)[0] == b""
     assert read_log(tmp_path / "missing.log", 5) == (b"", 0)
+
+
+def test_a_model_output_that_is_no_model_record_fails_and_is_rolled_back(dp):
+    nothing = wait_done(dp, submit(dp, "exit_ok.py", output="models/nothing")["id"])
+    assert nothing["status"] == "failed" and nothing["error"]["reason"] == "bad_result"
+    assert "not a model record" in nothing["error"]["message"]
+    assert "save_model" in nothing["error"]["message"]  # says what to call
+    # A script that writes a plain dataset where its model belongs: it goes again.
+    junk = wait_done(dp, submit(dp, "write_rows.py", output="models/junk")["id"])
+    assert junk["status"] == "failed" and junk["error"]["reason"] == "bad_result"
+    assert "removed partial output" in junk["error"]["message"]
+    assert dp.get("/api/v1/models/junk").status_code == 404
+    assert [m["id"] for m in dp.get("/api/v1/models").json()] == []
+
+
+def test_a_model_record_completes_with_its_signature(dp):
+    done = wait_done(dp, submit(dp, "train_tiny.py", output="models/tiny")["id"], timeout=60)
+    assert done["status"] == "completed", done["error"]
+    model = dp.get("/api/v1/models/tiny").json()
+    assert model["signature"]["inputs"][0]["shape"][-1] == 4
+    assert model["metrics"] == {"epochs": 2}
+
+
+def test_a_pending_task_says_its_place_in_the_queue_and_what_runs(dp, tmp_path: Path):
+    pid_file = tmp_path / "pid"
+    first = submit(dp, "sleep_forever.py", output="datasets/a", params={"pid_file": str(pid_file)})
+    wait_until(pid_file.exists)
+    second = submit(dp, "exit_ok.py", output="datasets/b")
+    third = submit(dp, "exit_ok.py", output="datasets/c")
+    places = {
+        t["id"]: t["queue"] for t in dp.get("/api/v1/tasks", params={"status": "pending"}).json()
+    }
+    assert places[second["id"]] == {"position": 1, "running": [first["id"]], "slots": 1}
+    assert places[third["id"]]["position"] == 2
+    assert dp.get(f"/api/v1/tasks/{third['id']}").json()["queue"]["position"] == 2
+    assert dp.get(f"/api/v1/tasks/{first['id']}").json()["queue"] is None  # running: no place
+    dp.post(f"/api/v1/tasks/{first['id']}/cancel")
+    assert wait_done(dp, third["id"])["queue"] is None

@@ -29,8 +29,10 @@ def describe_progress(task: Task) -> tuple[float | None, float | None, str]:
     (ingestion) and ``epoch``/``loss``/``test_accuracy`` (training); anything else is shown
     as ``key value`` pairs. A pending task shows its place in the queue when the server says.
     """
-    if task.status == "pending" and task.queue_position is not None:
-        return None, None, f"#{task.queue_position} in the queue"
+    if task.status == "pending" and task.queue is not None:
+        running = task.queue.running
+        ahead = f", behind {', '.join(running)}" if running else ""
+        return None, None, f"#{task.queue.position} in the queue{ahead}"
     point = {k: v for k, v in (task.progress or {}).items() if k != "time"}
     if not point:
         return None, None, ""

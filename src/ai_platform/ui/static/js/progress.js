@@ -106,11 +106,12 @@ export function progressView(task, { big = false } = {}) {
   );
 }
 
-// A pending task has no progress yet: say it waits, and where in the queue when the record
-// says (a `queue_position` the server may add; shown as it comes, not reinterpreted).
+// A pending task has no progress yet: say it waits, its place in the queue (1: next) and
+// what holds the slots, as the record says.
 export function waiting(task) {
   if (task.status !== "pending") return null;
-  const place =
-    typeof task.queue_position === "number" ? ` (queue position ${task.queue_position})` : "";
+  const queue = task.queue;
+  const behind = queue && queue.running.length ? `, behind ${queue.running.join(", ")}` : "";
+  const place = queue ? ` (#${queue.position} in the queue${behind})` : "";
   return h("div", { class: "muted", dataset: { testid: "waiting" } }, `waiting to start${place}`);
 }
