@@ -6,16 +6,14 @@ import logging
 
 from ai_platform.app import create_app
 from ai_platform.settings import AIPlatformSettings
-from serverkit.http import serve
+from serverkit.http import quiet_request_logs, serve
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # One line per Data Platform call buries what matters (and costs a write per request);
-    # httpx's warnings and errors still show.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = AIPlatformSettings()
-    serve(create_app(settings), settings.host, settings.port)
+    quiet_request_logs(settings.log_requests)
+    serve(create_app(settings), settings.host, settings.port, access_log=settings.log_requests)
 
 
 if __name__ == "__main__":

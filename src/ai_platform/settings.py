@@ -36,6 +36,9 @@ class AIPlatformSettings(BaseSettings):
         None, description="When set, requests need 'Bearer <key>'; also sent to the Data Platform."
     )
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Largest request body.")
+    log_requests: bool = Field(
+        False, description="Log one line per request and per upstream call (off: errors only)."
+    )
     serving_host: str = Field("127.0.0.1", description="Address model servers bind.")
     serving_start_timeout: float = Field(60.0, gt=0, description="Seconds for a model to load.")
     upstream_timeout: float = Field(60.0, gt=0, description="HTTP timeout towards other servers.")

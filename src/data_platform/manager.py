@@ -352,6 +352,7 @@ class TaskManager:
                 changes["completed_at"] = now
             updated = current.model_copy(update={"status": status, **changes})
             self._tasks[task_id] = updated
+            log.info("%s %s -> %s%s", task_id, current.status, status, _why(updated))
             self._persist(updated)
             self._cond.notify_all()
             return updated
@@ -430,3 +431,7 @@ class TaskManager:
                 self._running.pop(supervisor.task_id, None)
                 self._cond.notify_all()
             self._workers.discard(threading.current_thread())
+
+
+def _why(task: Task) -> str:
+    return f" ({task.error.reason}: {task.error.message[:200]})" if task.error else ""

@@ -86,6 +86,7 @@ class DataPlatformSettings(BaseSettings):
     log_max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Per-task log cap.")
     api_key: str | None = Field(None, description="When set, requests need 'Bearer <key>'.")
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body.")
+    log_requests: bool = Field(False, description="Log one line per request (off: errors only).")
     compact_every_commits: int = Field(200, ge=1, description="Compact task records this often.")
     housekeeping_interval_seconds: float = Field(
         3600.0, gt=0, description="How often old dataset and model versions are cleaned."

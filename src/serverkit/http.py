@@ -171,8 +171,18 @@ async def send_error(send: Any, err: PlatformError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def serve(app: Any, host: str, port: int, log_level: str = "warning") -> None:
+def quiet_request_logs(log_requests: bool) -> None:
+    """One line per request (ours through uvicorn, httpx's per upstream call) buries what
+    matters: off unless asked for; warnings and errors always show."""
+    logging.getLogger("httpx").setLevel(logging.INFO if log_requests else logging.WARNING)
+
+
+def serve(
+    app: Any, host: str, port: int, log_level: str = "warning", access_log: bool = False
+) -> None:
     """Run an app with uvicorn until SIGINT/SIGTERM (both stop it gracefully)."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    if access_log:
+        log_level = "info"  # uvicorn writes its access lines at info
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)

@@ -68,3 +68,35 @@ def test_both_services_die_with_a_sigkilled_launcher(tmp_path: Path):
         for pid in services:  # should the fix regress, no orphan outlives the test
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_the_console_shows_task_state_changes_not_one_line_per_request(tmp_path: Path):
+    from lakestack.launcher import Platform
+
+    (tmp_path / "data").mkdir()
+    env = {
+        "DP_LAKE_ROOT": str(tmp_path / "lake"),
+        "DP_SCRIPTS_ROOT": str(FIXTURE_SCRIPTS),
+        "DP_DATA_ROOT": str(tmp_path / "data"),
+        "DP_PORT": str(free_port()),
+        "AIP_PORT": str(free_port()),
+    }
+    platform = Platform(env, log_dir=tmp_path / "logs").start()
+    try:
+        job = {"name": "quiet", "input": "", "script": "exit_ok.py", "output": "quiet"}
+        task = httpx.post(f"{platform.url}/api/v1/ingestion-tasks", json=job).json()
+        for _ in range(30):  # a UI polling
+            httpx.get(f"{platform.url}/api/v1/ingestion-tasks/{task['id']}").raise_for_status()
+            httpx.get(f"{platform.url}/api/v1/datasets").raise_for_status()
+        wait_until(
+            lambda: (
+                httpx.get(f"{platform.url}/api/v1/ingestion-tasks/{task['id']}").json()["status"]
+                == "completed"
+            )
+        )
+    finally:
+        platform.stop()
+    console = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.log"))
+    assert f"{task['id']} running -> completed" in console
+    assert "HTTP Request" not in console and "200 OK" not in console, console[-2000:]
+    assert len(console.splitlines()) < 30, console
