@@ -16,6 +16,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from lakeapi.errors import PlatformError, UpstreamUnavailable, error_from_response
+from lakeapi.pages import NEXT_CURSOR
 from lakeapi.schemas import Dataset, DatasetVersion, Model, Task, TaskCreate
 
 R = TypeVar("R", bound=BaseModel)
@@ -99,9 +100,20 @@ class DataPlatformClient:
         response = await self._call("GET", path, **kwargs)
         return _parsed(lambda: adapter.validate_json(response.content), path)
 
+    async def _page(
+        self, adapter: TypeAdapter[list[R]], path: str, params: dict[str, Any]
+    ) -> tuple[list[R], str | None]:
+        """One page of a list, and the cursor of the next (None: the last page)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        response = await self._call("GET", path, params=query)
+        records = _parsed(lambda: adapter.validate_json(response.content), path)
+        return records, response.headers.get(NEXT_CURSOR)
+
     # datasets and models
-    async def list_datasets(self) -> list[Dataset]:
-        return await self._records(_DATASETS, "/api/v1/datasets")
+    async def list_datasets(
+        self, limit: int | None = None, cursor: str | None = None
+    ) -> tuple[list[Dataset], str | None]:
+        return await self._page(_DATASETS, "/api/v1/datasets", {"limit": limit, "cursor": cursor})
 
     async def get_dataset(self, name: str) -> Dataset:
         return await self._record(Dataset, "GET", f"/api/v1/datasets/{name}")
@@ -112,8 +124,10 @@ class DataPlatformClient:
     async def delete_dataset(self, name: str) -> None:
         await self._call("DELETE", f"/api/v1/datasets/{name}")
 
-    async def list_models(self) -> list[Model]:
-        return await self._records(_MODELS, "/api/v1/models")
+    async def list_models(
+        self, limit: int | None = None, cursor: str | None = None
+    ) -> tuple[list[Model], str | None]:
+        return await self._page(_MODELS, "/api/v1/models", {"limit": limit, "cursor": cursor})
 
     async def get_model(self, name: str) -> Model:
         return await self._record(Model, "GET", f"/api/v1/models/{name}")
@@ -126,9 +140,9 @@ class DataPlatformClient:
         body = req.model_dump(mode="json", exclude_none=True)
         return await self._record(Task, "POST", "/api/v1/tasks", json=body)
 
-    async def list_tasks(self, **filters: Any) -> list[Task]:
-        params = {k: v for k, v in filters.items() if v is not None}
-        return await self._records(_TASKS, "/api/v1/tasks", params=params)
+    async def list_tasks(self, **filters: Any) -> tuple[list[Task], str | None]:
+        """A page of tasks (filters: status, kind, name, limit, cursor), and the next cursor."""
+        return await self._page(_TASKS, "/api/v1/tasks", filters)
 
     async def get_task(self, task_id: str) -> Task:
         return await self._record(Task, "GET", f"/api/v1/tasks/{task_id}")

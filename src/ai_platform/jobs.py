@@ -82,9 +82,18 @@ class JobManager:
         )
         return self._view(await self.client.submit_task(task))
 
-    async def list(self, status: str | None = None) -> list[Job]:
-        tasks = await self.client.list_tasks(kind=self.spec.kind, status=status)
-        return [self._view(t) for t in tasks]
+    async def list(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """A page of this kind's tasks, newest first, and the next page's cursor."""
+        tasks, next_cursor = await self.client.list_tasks(
+            kind=self.spec.kind, status=status, name=name, limit=limit, cursor=cursor
+        )
+        return [self._view(t) for t in tasks], next_cursor
 
     async def get(self, task_id: str) -> Job:
         return self._view(await self._own(task_id))

@@ -139,7 +139,7 @@ class DatasetsAPI:
 
     def list(self) -> list[Dataset]:
         """Every dataset in the lake."""
-        return [Dataset.from_raw(d) for d in self._http.json("GET", join(API, "datasets"))]
+        return [Dataset.from_raw(d) for d in self._http.every(join(API, "datasets"))]
 
     def get(self, dataset_id: str) -> Dataset:
         """One dataset: path, schema, rows, size, Lance version.
@@ -176,7 +176,7 @@ class ModelsAPI:
 
     def list(self) -> list[Model]:
         """Every model in the lake."""
-        return [Model.from_raw(m) for m in self._http.json("GET", join(API, "models"))]
+        return [Model.from_raw(m) for m in self._http.every(join(API, "models"))]
 
     def get(self, model_id: str) -> Model:
         """One model with metrics, params, per-epoch history and its source dataset version.
@@ -249,7 +249,7 @@ class TasksAPI:
             status: only ``pending``, ``running``, ``completed`` or ``failed``.
         """
         params = {"status": status} if status else None
-        return [Task.from_raw(t) for t in self._http.json("GET", self._base, params=params)]
+        return [Task.from_raw(t) for t in self._http.every(self._base, params)]
 
     def get(self, task_id: str) -> TaskHandle:
         """A handle on one task, with its current record.
@@ -320,7 +320,7 @@ class ServicesAPI:
 
     def list(self) -> list[Service]:
         """Every inference service, newest first."""
-        return [Service.from_raw(s) for s in self._http.json("GET", self._base)]
+        return [Service.from_raw(s) for s in self._http.every(self._base)]
 
     def get(self, service: str) -> ServiceHandle:
         """A handle on a service, by id (``serve-…``) or by name.

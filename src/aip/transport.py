@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from aip.errors import PlatformError, PlatformUnreachable, error_from_response
+from lakeapi.pages import NEXT_CURSOR
 
 API = "/api/v1"
 
@@ -80,6 +81,18 @@ class Transport:
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """The decoded JSON of :meth:`request`'s answer."""
         return self.request(method, path, **kwargs).json()
+
+    def every(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Every item of a list endpoint: its pages, followed by their ``X-Next-Cursor``."""
+        query = dict(params or {})
+        items: list[Any] = []
+        while True:
+            response = self.request("GET", path, params=query)
+            items += response.json()
+            cursor = response.headers.get(NEXT_CURSOR)
+            if not cursor:
+                return items
+            query["cursor"] = cursor
 
     def stream(self, method: str, path: str, params: dict[str, Any]) -> httpx.Response:
         """Open a streamed answer now, without a read timeout; errors raise here.

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound, NotFound
 from lakeapi.names import check_name
+from lakeapi.pages import page
 from lakeapi.schemas import Dataset, DatasetVersion, Model, Task
 from serverkit.lakefs import LakeFS, normalize_uri
 from serverkit.recordstore import RecordTable
@@ -69,8 +70,11 @@ class Lake:
 
     # -- datasets ------------------------------------------------------------------------
 
-    def list_datasets(self) -> list[Dataset]:
-        return self._scan("datasets", self._describe_dataset)
+    def list_datasets(
+        self, limit: int | None = None, cursor: str | None = None
+    ) -> tuple[list[Dataset], str | None]:
+        """A page of datasets by name (see lakeapi.pages), and the next page's cursor."""
+        return self._scan("datasets", self._describe_dataset, limit, cursor)
 
     def get_dataset(self, name: str) -> Dataset:
         ds = self._open("datasets", name, DatasetNotFound)
@@ -93,8 +97,11 @@ class Lake:
 
     # -- models --------------------------------------------------------------------------
 
-    def list_models(self) -> list[Model]:
-        return self._scan("models", self._describe_model)
+    def list_models(
+        self, limit: int | None = None, cursor: str | None = None
+    ) -> tuple[list[Model], str | None]:
+        """A page of models by name, and the next page's cursor."""
+        return self._scan("models", self._describe_model, limit, cursor)
 
     def get_model(self, name: str) -> Model:
         ds = self._open("models", name, ModelNotFound)
@@ -102,8 +109,12 @@ class Lake:
 
     def delete_model(self, name: str) -> None:
         self._open("models", name, ModelNotFound)
-        for dataset in self.list_datasets():
-            self._unpin(dataset.path, name)
+        for dataset in self._names("datasets"):
+            try:
+                self._unpin(self.path_of("datasets", dataset), name)
+            except (ValueError, OSError):
+                continue  # no committed version: nothing pinned there
+
         self.fs.delete_tree(self.path_of("models", name))
 
     # -- versions: what models pin, and housekeeping ---------------------------------------
@@ -226,15 +237,23 @@ class Lake:
         except (ValueError, OSError) as exc:
             raise missing(f"{kind[:-1].capitalize()} '{name}' does not exist") from exc
 
-    def _scan(self, kind: str, describe: Callable[[str, lance.LanceDataset], Any]) -> list[Any]:
+    def _scan(
+        self,
+        kind: str,
+        describe: Callable[[str, lance.LanceDataset], Any],
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> tuple[list[Any], str | None]:
+        # Names are paged before anything is opened: a page costs its own rows only.
+        names, next_cursor = page(sorted(self._names(kind)), lambda n: (n,), limit, cursor)
         found = []
-        for name in self._names(kind):
+        for name in names:
             try:
                 ds = self._dataset(self.path_of(kind, name))
             except (ValueError, OSError):
                 continue  # no committed version (a task is writing its first one)
             found.append(describe(name, ds))
-        return found
+        return found, next_cursor
 
     def _describe_dataset(self, name: str, ds: lance.LanceDataset) -> Dataset:
         versions = ds.versions()

@@ -120,3 +120,27 @@ def test_logs_follow_through_the_ai_platform(api, root: Path):
     assert_error(
         api.get("/api/v1/ingestion-tasks/ingest-0/logs?follow=true"), 404, "TASK_NOT_FOUND"
     )
+
+
+def test_task_lists_page_through_the_platform_and_the_sdk_reads_every_page(api, platform):
+    from aip import Client
+
+    ids = []
+    for i in range(3):
+        r = api.post(
+            "/api/v1/ingestion-tasks", json=job(f"page{i}", "fixtures/exit_ok.py", f"pg{i}")
+        )
+        ids.append(wait_job(api, f"/api/v1/ingestion-tasks/{r.json()['id']}")["id"])
+    first = api.get("/api/v1/ingestion-tasks", params={"limit": 2, "name": "page2"})
+    assert [t["id"] for t in first.json()] == [ids[2]] and "X-Next-Cursor" not in first.headers
+    page = api.get("/api/v1/ingestion-tasks", params={"limit": 1})
+    assert len(page.json()) == 1 and page.headers["X-Next-Cursor"]
+    nxt = api.get(
+        "/api/v1/ingestion-tasks", params={"limit": 1, "cursor": page.headers["X-Next-Cursor"]}
+    )
+    assert nxt.json()[0]["id"] != page.json()[0]["id"]
+    with Client(platform.url) as client:
+        every = client.http.every("/api/v1/ingestion-tasks", {"limit": 1})  # one per page
+        assert {t["id"] for t in every} >= set(ids)
+        assert len(every) == len({t["id"] for t in every})
+        assert {t.id for t in client.ingestion.list()} >= set(ids)

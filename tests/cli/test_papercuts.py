@@ -26,6 +26,9 @@ from tests.support import PlatformServers
 EPOCHS_SCRIPT = """
 import time
 
+import torch
+
+from lakekit.models import save_model
 from lakekit.progress import report
 
 
@@ -34,6 +37,7 @@ def run(input_path, output_path, params):
         print(f"epoch {epoch} done", flush=True)
         report(epoch=epoch, epochs=3, loss=1 / epoch, test_accuracy=0.5 + epoch / 10)
         time.sleep(0.3)
+    save_model(output_path, torch.nn.Linear(2, 2), torch.zeros(1, 2))  # a training saves one
     return {"epochs": 3}
 """
 

@@ -240,3 +240,31 @@ def test_a_pending_task_says_its_place_in_the_queue_and_what_runs(dp, tmp_path: 
     assert dp.get(f"/api/v1/tasks/{first['id']}").json()["queue"] is None  # running: no place
     dp.post(f"/api/v1/tasks/{first['id']}/cancel")
     assert wait_done(dp, third["id"])["queue"] is None
+
+
+def test_lists_come_in_pages_newest_first_without_histories(dp):
+    ids = [
+        wait_done(dp, submit(dp, "write_rows.py", output=f"datasets/p{i}")["id"])["id"]
+        for i in range(5)
+    ]
+    ids.append(wait_done(dp, submit(dp, "report_progress.py", output="datasets/q")["id"])["id"])
+    seen, cursor, pages = [], None, 0
+    while True:
+        r = dp.get("/api/v1/tasks", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200
+        assert len(r.json()) <= 2 and all(t["history"] == [] for t in r.json())
+        seen += [t["id"] for t in r.json()]
+        pages += 1
+        cursor = r.headers.get("X-Next-Cursor")
+        if not cursor:
+            break
+    assert seen == ids[::-1] and pages == 3  # each once, newest first
+    assert len(dp.get(f"/api/v1/tasks/{ids[-1]}").json()["history"]) == 3  # detail keeps it
+    assert "X-Next-Cursor" not in dp.get("/api/v1/tasks").headers  # default page holds all 6
+    datasets = dp.get("/api/v1/datasets", params={"limit": 4})
+    assert [d["id"] for d in datasets.json()] == ["p0", "p1", "p2", "p3"]
+    rest = dp.get("/api/v1/datasets", params={"cursor": datasets.headers["X-Next-Cursor"]})
+    assert [d["id"] for d in rest.json()] == ["p4"]
+    for bad in ("not-a-cursor", "W10"):
+        r = dp.get("/api/v1/tasks", params={"cursor": bad})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_REQUEST"

@@ -232,7 +232,7 @@ def test_datasets_and_training_on_them(client: Client):
     task = client.training.submit(
         name="sdk_fit",
         input="sdk_rows",
-        script="fixtures/report_progress.py",
+        script="fixtures/train_tiny.py",
         output="sdk_m",
         params={"epochs": 2},
     ).wait(timeout=60, poll=0.1)

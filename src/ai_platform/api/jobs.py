@@ -12,10 +12,13 @@ from starlette.background import BackgroundTask
 
 from ai_platform.api.deps import Ingestion, Training
 from ai_platform.jobs import JobManager
+from lakeapi.names import NAME_PATTERN
 from lakeapi.schemas import IngestionTask, JobCreate, TrainingTask
+from serverkit.paging import Cursor, Limit, set_next_cursor
 
 Status = Annotated[str | None, Query(pattern="^(pending|running|completed|failed)$")]
 Tail = Annotated[int | None, Query(ge=0, le=100000)]
+Name = Annotated[str | None, Query(pattern=NAME_PATTERN)]
 
 
 def _routes(router: APIRouter, record: type[Any], dep: Any, noun: str) -> None:
@@ -28,8 +31,19 @@ def _routes(router: APIRouter, record: type[Any], dep: Any, noun: str) -> None:
         response_model=list[record],  # type: ignore[valid-type]
         summary=f"List {noun} tasks, newest first",
     )
-    async def list_jobs(jobs: dep, status: Status = None) -> Any:
-        return await jobs.list(status)
+    async def list_jobs(
+        jobs: dep,
+        response: Response,
+        status: Status = None,
+        name: Name = None,
+        limit: Limit = None,
+        cursor: Cursor = None,
+    ) -> Any:
+        """A page at a time (``X-Next-Cursor``); progress histories are left to
+        ``GET /{id}``."""
+        tasks, next_cursor = await jobs.list(status, limit, cursor, name)
+        set_next_cursor(response, next_cursor)
+        return tasks
 
     @router.get("/{task_id}", response_model=record, summary=f"One {noun} task")
     async def get(task_id: str, jobs: dep) -> Any:

@@ -7,15 +7,20 @@ from fastapi import APIRouter, Response
 from ai_platform.api.deps import Client
 from lakeapi.names import check_name
 from lakeapi.schemas import Dataset, DatasetVersion, Model
+from serverkit.paging import Cursor, Limit, set_next_cursor
 
 datasets = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 models = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 
 @datasets.get("", response_model=list[Dataset])
-async def list_datasets(client: Client) -> list[Dataset]:
-    """List the datasets in the lake."""
-    return await client.list_datasets()
+async def list_datasets(
+    client: Client, response: Response, limit: Limit = None, cursor: Cursor = None
+) -> list[Dataset]:
+    """List the datasets in the lake by name, a page at a time (``X-Next-Cursor``)."""
+    datasets, next_cursor = await client.list_datasets(limit, cursor)
+    set_next_cursor(response, next_cursor)
+    return datasets
 
 
 @datasets.get("/{dataset_id}", response_model=Dataset)
@@ -38,9 +43,14 @@ async def delete_dataset(dataset_id: str, client: Client) -> Response:
 
 
 @models.get("", response_model=list[Model])
-async def list_models(client: Client) -> list[Model]:
-    """List the models in the lake."""
-    return await client.list_models()
+async def list_models(
+    client: Client, response: Response, limit: Limit = None, cursor: Cursor = None
+) -> list[Model]:
+    """List the models by name, a page at a time (``X-Next-Cursor``); per-epoch histories
+    are left to ``GET /models/{id}``."""
+    models, next_cursor = await client.list_models(limit, cursor)
+    set_next_cursor(response, next_cursor)
+    return models
 
 
 @models.get("/{model_id}", response_model=Model)

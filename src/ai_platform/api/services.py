@@ -9,15 +9,27 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from ai_platform.api.deps import Serving
+from lakeapi.pages import page
 from lakeapi.schemas import Service, ServiceCreate
+from serverkit.paging import Cursor, Limit, set_next_cursor
 
 router = APIRouter(prefix="/api/v1/inference-services", tags=["inference-services"])
 
 
 @router.get("", response_model=list[Service])
-async def list_services(serving: Serving) -> list[Service]:
-    """List inference services, newest first."""
-    return serving.list()
+async def list_services(
+    serving: Serving, response: Response, limit: Limit = None, cursor: Cursor = None
+) -> list[Service]:
+    """List inference services, newest first, a page at a time (``X-Next-Cursor``)."""
+    services, next_cursor = page(
+        serving.list(),
+        lambda s: (s.created_at.isoformat(), s.id),
+        limit,
+        cursor,
+        newest_first=True,
+    )
+    set_next_cursor(response, next_cursor)
+    return services
 
 
 @router.post("", response_model=Service, status_code=201)

@@ -4,14 +4,19 @@ from fastapi import APIRouter, Response
 
 from data_platform.api.deps import LakeDep
 from lakeapi.schemas import Dataset, DatasetVersion
+from serverkit.paging import Cursor, Limit, set_next_cursor
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 
 
 @router.get("", response_model=list[Dataset])
-def list_datasets(lake: LakeDep) -> list[Dataset]:
-    """List the datasets in the lake."""
-    return lake.list_datasets()
+def list_datasets(
+    lake: LakeDep, response: Response, limit: Limit = None, cursor: Cursor = None
+) -> list[Dataset]:
+    """List the datasets in the lake by name, a page at a time (``X-Next-Cursor``)."""
+    datasets, next_cursor = lake.list_datasets(limit, cursor)
+    set_next_cursor(response, next_cursor)
+    return datasets
 
 
 @router.get("/{dataset_id}", response_model=Dataset)

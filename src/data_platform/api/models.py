@@ -4,14 +4,20 @@ from fastapi import APIRouter, Response
 
 from data_platform.api.deps import LakeDep
 from lakeapi.schemas import Model
+from serverkit.paging import Cursor, Limit, set_next_cursor
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 
 @router.get("", response_model=list[Model])
-def list_models(lake: LakeDep) -> list[Model]:
-    """List the models in the lake."""
-    return lake.list_models()
+def list_models(
+    lake: LakeDep, response: Response, limit: Limit = None, cursor: Cursor = None
+) -> list[Model]:
+    """List the models by name, a page at a time (``X-Next-Cursor``); per-epoch histories
+    are left to ``GET /models/{id}``."""
+    models, next_cursor = lake.list_models(limit, cursor)
+    set_next_cursor(response, next_cursor)
+    return [m.model_copy(update={"history": []}) for m in models]
 
 
 @router.get("/{model_id}", response_model=Model)

@@ -7,7 +7,9 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from data_platform.api.deps import Manager
 from lakeapi.names import NAME_PATTERN
+from lakeapi.pages import page
 from lakeapi.schemas import Task, TaskCreate, TaskStatus
+from serverkit.paging import Cursor, Limit, set_next_cursor
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
@@ -21,13 +23,24 @@ def submit_task(req: TaskCreate, manager: Manager) -> Task:
 @router.get("", response_model=list[Task])
 def list_tasks(
     manager: Manager,
+    response: Response,
     status: TaskStatus | None = None,
     kind: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
-    limit: Annotated[int | None, Query(ge=1, le=10000)] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
 ) -> list[Task]:
-    """List tasks, newest first."""
-    return manager.list(status=status, kind=kind, name=name, limit=limit)
+    """List tasks, newest first, a page at a time (``X-Next-Cursor``); progress histories
+    are left to ``GET /tasks/{id}``."""
+    tasks, next_cursor = page(
+        manager.list(status=status, kind=kind, name=name),
+        lambda t: (t.created_at.isoformat(), t.id),
+        limit,
+        cursor,
+        newest_first=True,
+    )
+    set_next_cursor(response, next_cursor)
+    return [t.model_copy(update={"history": []}) for t in tasks]
 
 
 @router.get("/{task_id}", response_model=Task)
