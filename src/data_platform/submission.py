@@ -56,9 +56,15 @@ class Resolver:
         candidate = raw if raw.is_absolute() else self.data_root / raw
         path = candidate.resolve()
         if not path.is_relative_to(self.data_root):
-            raise InvalidRequest(f"input {value!r} is outside the data root")
+            raise InvalidRequest(
+                f"input {value!r} is outside the data root {self.data_root}: give a path "
+                "relative to it (e.g. 'raw/mnist'), or start the Data Platform with "
+                "DP_DATA_ROOT set to the folder that holds your raw data"
+            )
         if not path.exists():
-            raise InvalidRequest(f"input {value!r} does not exist under the data root")
+            raise InvalidRequest(
+                f"input {value!r} does not exist under the data root {self.data_root}"
+            )
         return str(path)
 
     def output(self, value: str) -> str:

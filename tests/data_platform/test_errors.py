@@ -90,3 +90,12 @@ def test_unexpected_exception_is_500_without_traceback(tmp_path):
     with TestClient(app, raise_server_exceptions=False) as client:
         error = assert_error(client.get("/boom"), 500, "INTERNAL_ERROR")
     assert "secret" not in error["message"] and "Traceback" not in error["message"]
+
+
+def test_an_input_outside_the_data_root_says_what_the_root_is_and_how_to_set_it(dp, dp_root):
+    r = dp.post(
+        "/api/v1/tasks",
+        json={"script": "exit_ok.py", "input": "/data/raw/mnist/", "output": "datasets/x"},
+    )
+    message = assert_error(r, 400, "INVALID_REQUEST")["message"]
+    assert str((dp_root / "data").resolve()) in message and "DP_DATA_ROOT" in message
