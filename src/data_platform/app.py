@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from data_platform.api import datasets, models, tasks
 from data_platform.execution import Executor
@@ -13,8 +15,10 @@ from data_platform.local_executor import LocalExecutor
 from data_platform.manager import TaskManager
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
+from lakeapi.schemas import TaskStatus
 from serverkit.docs import install_offline_docs
 from serverkit.http import Guard, install_error_handlers
+from serverkit.metrics import install_metrics
 
 
 def make_executor(settings: DataPlatformSettings) -> Executor:
@@ -63,5 +67,22 @@ def create_app(settings: DataPlatformSettings | None = None) -> FastAPI:
         """Liveness: answers without an API key."""
         return {"status": "ok", "service": "data-platform", "runtime": settings.runtime}
 
+    metrics = install_metrics(app, namespace="data_platform")
+    metrics.registry.register(TaskStates(app))
     app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+class TaskStates(Collector):
+    """``data_platform_tasks{state=...}``: how many tasks are in each state, at scrape time."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("data_platform_tasks", "Tasks by state.", labels=["state"])
+        manager: TaskManager | None = getattr(self.app.state, "manager", None)
+        counts = manager.counts() if manager is not None else {}
+        for state in TaskStatus:
+            family.add_metric([state.value], counts.get(state, 0))
+        yield family

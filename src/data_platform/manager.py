@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from datetime import timedelta
@@ -170,6 +170,11 @@ class TaskManager:
             if task is None:
                 raise TaskNotFound(f"Task '{task_id}' does not exist")
             return self._with_queue(task)
+
+    def counts(self) -> dict[TaskStatus, int]:
+        """How many tasks are in each state."""
+        with self._cond:
+            return dict(Counter(t.status for t in self._tasks.values()))
 
     def _with_queue(self, task: Task) -> Task:
         """A pending task says why it waits (computed on read, never stored)."""
