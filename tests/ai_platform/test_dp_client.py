@@ -108,8 +108,8 @@ def run(url: str, scenario: Callable[[DataPlatformClient], Awaitable[None]]) -> 
 
 def test_answers_are_typed_records_and_unknown_fields_are_ignored(stand_in):
     async def scenario(client: DataPlatformClient) -> None:
-        datasets = await client.list_datasets()
-        assert datasets == [Dataset.model_validate(DATASET)]
+        datasets, next_cursor = await client.list_datasets()
+        assert datasets == [Dataset.model_validate(DATASET)] and next_cursor is None
         assert datasets[0].schema_ == {"id": "int64"} and datasets[0].version == 2
 
     run(stand_in[1], scenario)

@@ -36,7 +36,7 @@ def test_200_submissions_in_a_burst_all_reach_a_terminal_state(platform):
     with httpx.Client(base_url=platform.url, timeout=60) as client:
 
         def burst_tasks() -> list[dict]:
-            tasks = client.get("/api/v1/ingestion-tasks").json()
+            tasks = client.get("/api/v1/ingestion-tasks", params={"limit": 1000}).json()
             return [t for t in tasks if t["name"].startswith("burst-")]
 
         def all_done() -> list[dict] | None:

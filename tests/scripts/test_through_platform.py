@@ -71,10 +71,10 @@ def test_csv_to_lance_to_a_tabular_model(platform: tuple[httpx.Client, Path]) ->
     assert [p["epoch"] for p in train["history"]] == [1, 2, 3]
     model = dp.get("/api/v1/models/machine_health_mlp").json()
     assert model["source"]["version"] == dataset["version"]
-    assert model["info"]["signature"]["inputs"] == [
+    assert model["signature"]["inputs"] == [
         {"name": "features", "dtype": "float32", "shape": [-1, 8]}
     ]
-    assert model["info"]["labels"] == ["faulty", "ok", "worn"]
+    assert model["labels"] == ["faulty", "ok", "worn"]
     assert models.check_model_record(model["path"], load=True) is None
 
 
@@ -91,6 +91,6 @@ def test_a_sequence_model_trains_as_a_task(platform: tuple[httpx.Client, Path]) 
         kind="training",
     )
     model = dp.get("/api/v1/models/waves_model").json()
-    assert [o["name"] for o in model["info"]["signature"]["outputs"]] == ["logits", "frequency"]
-    assert model["info"]["signature"]["inputs"][0]["shape"] == [-1, -1]
+    assert [o["name"] for o in model["signature"]["outputs"]] == ["logits", "frequency"]
+    assert model["signature"]["inputs"][0]["shape"] == [-1, -1]
     assert models.check_model_record(model["path"]) is None
