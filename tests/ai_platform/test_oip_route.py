@@ -15,6 +15,7 @@ import lance
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
@@ -198,3 +199,20 @@ def test_metrics_are_scraped_and_parsed(api, keyed, service) -> None:
     assert requests[("GET", UNMATCHED, "401")] >= 1  # Guard answered: no route matched
     latency = families["ai_platform_http_request_duration_seconds"]
     assert any(s.name.endswith("_count") and s.value >= 1 for s in latency.samples)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_service_that_cannot_load_keeps_the_cause_only(api) -> None:
+    r = api.post(SERVICES, json={"name": "no-gpu", "model": MODEL, "device": "cuda"})
+    assert_error(r, 503, "SERVICE_UNAVAILABLE")
+    failed = api.get(f"{SERVICES}/no-gpu").json()
+    assert failed["status"] == "failed"
+    why, _, cause = failed["error"].partition(": ")
+    assert why == "model server exited with code 1" and cause, failed["error"]
+    assert "\n" not in cause and " | " not in cause and "uvicorn" not in cause.lower()
+    assert cause in api.get(f"{SERVICES}/no-gpu/logs").text
+    # A retry on the CPU replaces the failed record.
+    r = api.post(SERVICES, json={"name": "no-gpu", "model": MODEL})
+    assert r.status_code == 201, r.text
+    assert r.json()["id"] != failed["id"]
+    assert api.delete(f"{SERVICES}/no-gpu").status_code == 204
