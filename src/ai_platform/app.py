@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from prometheus_client import Gauge
 
 from ai_platform import ui
 from ai_platform.api import jobs, lake, services
@@ -16,8 +18,10 @@ from ai_platform.jobs import INGESTION, TRAINING, JobManager
 from ai_platform.serving.backend import LocalProcessBackend, ServingBackend
 from ai_platform.serving.manager import ServingManager
 from ai_platform.settings import AIPlatformSettings
+from lakeapi.schemas import ServiceStatus
 from serverkit.docs import install_offline_docs
 from serverkit.http import Guard, install_error_handlers
+from serverkit.metrics import install_metrics
 from serverkit.recordstore import RecordTable
 
 
@@ -97,4 +101,26 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
         open_paths=("/health", "/", "/ui"),
         open_prefixes=("/ui/",),
     )
+    # Outermost, so requests Guard refuses are counted. /metrics stays behind the API key
+    # when one is set (service names are in it): Prometheus sends it as a bearer token.
+    _install_metrics(app)
     return app
+
+
+def _install_metrics(app: FastAPI) -> None:
+    """Requests per route and status, and inference services by status."""
+    metrics = install_metrics(app, namespace="ai_platform")
+    services = Gauge(
+        "inference_services",
+        "Inference services by status",
+        ["status"],
+        namespace="ai_platform",
+        registry=metrics.registry,
+    )
+
+    def count(status: ServiceStatus) -> int:
+        serving = getattr(app.state, "serving", None)  # none before start-up
+        return 0 if serving is None else sum(s.status is status for s in serving.list())
+
+    for status in ServiceStatus:
+        services.labels(status.value).set_function(functools.partial(count, status))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Collection, Sequence
 
 _MAX_HEAD = 64 * 1024
 
@@ -65,18 +66,51 @@ class UpstreamPool:
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1")
-        request = head + body
+        status, _, content = await self._send(host, port, head + body, ())
+        return status, content
+
+    async def request(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        target: str,
+        body: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
+        keep: Collection[str] = (),
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Any method to ``http://host:port{target}`` (path and query) with ``headers``.
+
+        Args:
+            keep: the answer's headers to return (lower-case names); the rest are dropped.
+
+        Returns:
+            The status, the kept headers (name as ``keep`` spells it, value), the body.
+
+        Raises:
+            UpstreamError: not reachable, timed out, or the answer was cut off or malformed.
+        """
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        if body or method not in ("GET", "HEAD", "DELETE"):
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return await self._send(host, port, head + body, keep)
+
+    async def _send(
+        self, host: str, port: int, request: bytes, keep: Collection[str]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         try:
             async with asyncio.timeout(self.timeout):
                 conn = self._take(host, port)
                 if conn is not None:
                     try:
-                        return await self._exchange(conn, host, port, request)
+                        return await self._exchange(conn, host, port, request, keep)
                     except _Retryable:
                         pass  # closed under us while idle: once more, on a new connection
                 conn = await self._connect(host, port)
                 try:
-                    return await self._exchange(conn, host, port, request)
+                    return await self._exchange(conn, host, port, request, keep)
                 except _Retryable as exc:
                     raise UpstreamError(f"connection closed before an answer: {exc}") from None
         except TimeoutError:
@@ -107,8 +141,8 @@ class UpstreamPool:
         return _Connection(reader, writer)
 
     async def _exchange(
-        self, conn: _Connection, host: str, port: int, request: bytes
-    ) -> tuple[int, bytes]:
+        self, conn: _Connection, host: str, port: int, request: bytes, keep: Collection[str]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Send, read the answer, and put the connection back if it may be reused."""
         reusable = False
         started = False
@@ -126,7 +160,7 @@ class UpstreamPool:
             except asyncio.LimitOverrunError:
                 raise UpstreamError("answer headers too large") from None
             started = True
-            status, length, chunked, keep_alive = _parse_head(head)
+            status, length, chunked, keep_alive, kept = _parse_head(head, keep)
             if chunked:
                 content = await _read_chunked(conn.reader)
             elif length is not None:
@@ -135,7 +169,7 @@ class UpstreamPool:
                 content = await conn.reader.read()  # framed by the end of the connection
                 keep_alive = False
             reusable = keep_alive
-            return status, content
+            return status, kept, content
         except asyncio.IncompleteReadError:
             raise UpstreamError("answer cut off in its body") from None
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -158,8 +192,10 @@ class _Retryable(Exception):
     """Nothing of the answer arrived on a reused connection."""
 
 
-def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
-    """Status, Content-Length, chunked, keep-alive from the status line and headers."""
+def _parse_head(
+    head: bytes, keep: Collection[str] = ()
+) -> tuple[int, int | None, bool, bool, list[tuple[str, str]]]:
+    """Status, Content-Length, chunked, keep-alive, and the headers named in ``keep``."""
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
@@ -168,12 +204,15 @@ def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
     keep_alive = parts[0] == "HTTP/1.1"
     length: int | None = None
     chunked = False
+    kept: list[tuple[str, str]] = []
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep:
             continue
         name = name.strip().lower()
         value = value.strip()
+        if name in keep:
+            kept.append((name, value))
         if name == "content-length":
             if not value.isdigit():
                 raise UpstreamError(f"bad Content-Length: {value[:40]!r}")
@@ -188,7 +227,7 @@ def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
                 keep_alive = True
     if status in (204, 304) or 100 <= status < 200:
         length = 0
-    return status, length, chunked, keep_alive
+    return status, length, chunked, keep_alive, kept
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

@@ -6,9 +6,11 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ai_platform.api.deps import Serving
+from ai_platform.serving.manager import OIP_HEADERS
+from lakeapi.errors import PlatformError
 from lakeapi.pages import page
 from lakeapi.schemas import Service, ServiceCreate
 from serverkit.paging import Cursor, Limit, set_next_cursor
@@ -66,3 +68,23 @@ async def predict(service: str, request: Request, serving: Serving) -> Response:
     """Predict through the platform: ``{"image": b64}`` or ``{"images": [b64, ...]}``."""
     status, content = await serving.predict(service, await request.body())
     return Response(content=content, status_code=status, media_type="application/json")
+
+
+@router.api_route(
+    "/{service}/v2/{path:path}",
+    methods=["GET", "POST"],
+    include_in_schema=False,  # OIP's own spec describes it; its errors are not our envelope
+)
+async def open_inference_protocol(
+    service: str, path: str, request: Request, serving: Serving
+) -> Response:
+    """The Open Inference Protocol v2 of the service's model server, forwarded unchanged."""
+    headers = [(k, v) for k, v in request.headers.items() if k in OIP_HEADERS]
+    target = f"/v2/{path}".rstrip("/") + (f"?{request.url.query}" if request.url.query else "")
+    try:
+        status, kept, body = await serving.forward(
+            service, request.method, target, await request.body(), headers
+        )
+    except PlatformError as err:
+        return JSONResponse({"error": err.message}, status_code=err.status)
+    return Response(body, status_code=status, headers=dict(kept))

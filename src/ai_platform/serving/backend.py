@@ -91,6 +91,8 @@ class LocalProcessBackend(ServingBackend):
                     "ai_platform.serving.model_server",
                     "--model-path",
                     service.model_path,
+                    "--model-name",  # OIP clients address the model by the service's name
+                    service.name,
                     "--host",
                     self.host,
                     "--port",

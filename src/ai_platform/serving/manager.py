@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,17 +31,26 @@ import httpx
 
 from ai_platform.dp_client import DataPlatformClient
 from ai_platform.serving.backend import ServingBackend
-from lakeapi.errors import ServiceAlreadyExists, ServiceNotFound, ServiceUnavailable
+from lakeapi.errors import (
+    InvalidRequest,
+    ServiceAlreadyExists,
+    ServiceNotFound,
+    ServiceUnavailable,
+)
 from lakeapi.names import new_id
 from lakeapi.schemas import Service, ServiceCreate, ServiceStatus
+from lakekit.models import check_model_record
 from serverkit.recordstore import RecordTable, RecordWriter
 from serverkit.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
+Headers = Sequence[tuple[str, str]]
 
 MONITOR_SECONDS = 0.5
 HEALTH_POLL_SECONDS = 0.1
 LOG_TAIL_BYTES = 2000
+CAUSE_PREFIX = "cannot serve "  # how model_server says why it exits (ray_backend too)
+_EXCEPTION = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
 COMPACT_EVERY_COMMITS = 200
 
 
@@ -187,18 +198,32 @@ class ServingManager:
     async def create(self, req: ServiceCreate) -> Service:
         """Load the model in a new server and wait until it answers (and its record is durable).
 
+        A failed service of the same name is replaced: its record and its log go.
+
         Raises:
-            ServiceAlreadyExists: the name is taken (409).
+            ServiceAlreadyExists: the name is taken by a service that has not failed (409).
             ModelNotFound: no such model in the lake (404).
+            InvalidRequest: the model's record cannot be served (400; nothing is started).
             PortInUse: the requested port is taken (409).
             InvalidRequest: the backend cannot serve on the requested port (400; Ray Serve
                 serves every service on its one HTTP port).
             ServiceUnavailable: the server did not come up (503; the record shows why).
         """
         model = await self.client.get_model(req.model)
+        # The same check a training task's output passes: a bad record is refused here, with
+        # what is wrong, rather than by a model server that exits.
+        problem = await asyncio.to_thread(check_model_record, model.path)
+        if problem:
+            raise InvalidRequest(f"model '{req.model}' cannot be served: {problem}")
+        replaced: Service | None = None
         with self._lock:
-            if req.name in self._ids_by_name:
-                raise ServiceAlreadyExists(f"Inference service '{req.name}' already exists")
+            taken_by = self._services.get(self._ids_by_name.get(req.name, ""))
+            if taken_by is not None:
+                if taken_by.status is not ServiceStatus.FAILED:
+                    raise ServiceAlreadyExists(f"Inference service '{req.name}' already exists")
+                replaced = taken_by
+                del self._services[taken_by.id]
+                self.writer.delete(taken_by.id)  # ordered before the new record's put
             service_id = new_id("serve")
             taken = {s.port for s in self._services.values()}
             port, endpoint = self.backend.place(service_id, req.port, taken)
@@ -215,12 +240,19 @@ class ServingManager:
             self._services[service.id] = service
             self._ids_by_name[service.name] = service.id
             saved = self.writer.put(service.model_dump(mode="json"))
+        if replaced is not None:
+            await asyncio.to_thread(self._discard, replaced)
         try:
             await asyncio.wrap_future(saved)
         except Exception:
             self._forget(service)
             raise
         return await self._launch(service)
+
+    def _discard(self, service: Service) -> None:
+        """What is left of a replaced failed service: its runtime's remains and its log."""
+        self.backend.stop(service)
+        self.log_path(service.id).unlink(missing_ok=True)
 
     def _forget(self, service: Service) -> Future[None]:
         with self._lock:
@@ -267,13 +299,23 @@ class ServingManager:
         return response.status_code == 200
 
     def _fail(self, service: Service, why: str) -> tuple[ServiceUnavailable, Future[None] | None]:
-        """Mark the service failed (with its log's last lines): the error to raise, and the
-        future of the failed record's write (None if the service was deleted)."""
-        tail = self._log_text(service.id, LOG_TAIL_BYTES).strip().splitlines()[-5:]
-        message = why + (": " + " | ".join(tail) if tail else "")
+        """Mark the service failed (with the cause its log gives, if any): the error to raise,
+        and the future of the failed record's write (None if the service was deleted)."""
+        message = why + (f": {cause}" if (cause := self._cause(service.id)) else "")
         stored = self._update(service.id, status=ServiceStatus.FAILED, error=message)
         error = ServiceUnavailable(f"inference service '{service.name}' failed: {message}")
         return error, (stored[1] if stored else None)
+
+    def _cause(self, service_id: str) -> str | None:
+        """The model server's own last word on why it stopped (``cannot serve ...``, or the
+        exception a traceback ends with); the rest of the log (uvicorn's lines) stays there."""
+        tail = self._log_text(service_id, LOG_TAIL_BYTES).strip().splitlines()
+        for line in reversed(tail):
+            if line.startswith(CAUSE_PREFIX):
+                return line.strip()
+        if tail and _EXCEPTION.match(tail[-1]):
+            return tail[-1].strip()
+        return None
 
     async def _failed(self, service: Service, why: str) -> ServiceUnavailable:
         """``_fail``, answered once the failed record is durable (create's promise)."""
@@ -335,9 +377,41 @@ class ServingManager:
                 f"inference service '{service.name}' did not answer: {exc}"
             ) from exc
 
+    async def forward(
+        self, id_or_name: str, method: str, target: str, body: bytes, headers: Headers
+    ) -> tuple[int, Headers, bytes]:
+        """Forward an Open Inference Protocol request (``target``: ``/v2/...`` and its query)
+        to the service's model server; its status, OIP headers and body come back unchanged.
+
+        Raises:
+            ServiceNotFound: no such service (404).
+            ServiceUnavailable: not running, or it did not answer (503).
+        """
+        service = self._ready(id_or_name)
+        host, port, base = _target(service.endpoint)
+        try:
+            return await self._upstream.request(
+                method, host, port, base + target, body, headers, OIP_HEADERS
+            )
+        except UpstreamError as exc:
+            self._ready(service.id)
+            raise ServiceUnavailable(
+                f"inference service '{service.name}' did not answer: {exc}"
+            ) from exc
+
+
+# What an OIP exchange carries besides its body (the binary extension's header among them).
+OIP_HEADERS = ("content-type", "inference-header-content-length")
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(endpoint: str) -> tuple[str, int, str]:
+    """Host, port and base path of a service endpoint (parsed once, not per request)."""
+    url = urlsplit(endpoint)
+    return url.hostname or "", url.port or 80, url.path.rstrip("/")
+
 
 @functools.lru_cache(maxsize=1024)
 def _predict_target(endpoint: str) -> tuple[str, int, str]:
-    """Host, port and predict path of a service endpoint (parsed once, not per request)."""
-    url = urlsplit(endpoint)
-    return url.hostname or "", url.port or 80, f"{url.path.rstrip('/')}/predict"
+    host, port, base = _target(endpoint)
+    return host, port, f"{base}/predict"

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 _GONE = (ApplicationStatus.NOT_STARTED, ApplicationStatus.DELETING)
 
 
-def _load_model_app(model_path: str, device: str, log_file: str) -> FastAPI:
+def _load_model_app(model_path: str, device: str, log_file: str, model_name: str) -> FastAPI:
     """Runs in the replica: Level 1's model server app, logging to the service's log."""
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
@@ -50,7 +50,7 @@ def _load_model_app(model_path: str, device: str, log_file: str) -> FastAPI:
     torch.set_num_threads(1)  # as model_server: requests already run in parallel threads
     log.info("loading %s in Ray Serve replica (pid %d)", model_path, os.getpid())
     try:
-        app = create_model_app(model_path, device=device)
+        app = create_model_app(model_path, device=device, model_name=model_name)
     except PlatformError as exc:
         # One line both in our log and in Serve's status, not a traceback.
         reason = f"cannot serve {model_path}: {exc.code}: {exc.message}"
@@ -66,9 +66,10 @@ def _load_model_app(model_path: str, device: str, log_file: str) -> FastAPI:
 def model_application(service: Service, log_path: Path, num_cpus: float) -> Any:
     """The Serve application of one service: one replica of the model server app."""
     model_path, device, log_file = service.model_path, service.device, str(log_path)
+    name = service.name  # OIP clients address the model by the service's name
 
     def build() -> FastAPI:  # a plain function: Serve calls it in the replica at start
-        return _load_model_app(model_path, device, log_file)
+        return _load_model_app(model_path, device, log_file, name)
 
     deployment = serve.deployment(
         serve.ingress(build)(),
