@@ -70,7 +70,9 @@ def test_a_dataset_without_a_committed_version_is_not_listed(tmp_path: Path, as_
     (tmp_path / "lake" / "datasets" / "not a name.lance").mkdir()  # not ours: not listed
     assert [d.id for d in lake.list_datasets()[0]] == ["whole"]
     lake.delete_dataset("whole")
-    assert lake.list_datasets() == ([], None) and not (tmp_path / "lake/datasets/whole.lance").exists()
+    assert (
+        lake.list_datasets() == ([], None) and not (tmp_path / "lake/datasets/whole.lance").exists()
+    )
 
 
 @pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])
