@@ -19,25 +19,14 @@ from pydantic import ValidationError
 
 from ai_platform.serving.protocol.v2_datamodels import InferenceRequest, RequestInput
 from lakeapi.errors import InvalidRequest
+from lakekit.signature import DTYPES
 
 HEADER_LENGTH = "inference-header-content-length"
-# numpy dtype name -> OIP datatype. BYTES (length-prefixed strings) is not one a tensor model
-# of ours takes, so it is refused like any unknown datatype.
-DATATYPES: dict[str, str] = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "bfloat16": "BF16",
-    "float32": "FP32",
-    "float64": "FP64",
-}
+# numpy dtype name -> OIP datatype: those a signature may declare (lakekit.signature), plus
+# the unsigned widths torch has no tensors for (refused by the signature check, not here).
+# BYTES (length-prefixed strings) is not one a tensor model of ours takes, so it is refused
+# like any unknown datatype.
+DATATYPES: dict[str, str] = {**DTYPES, "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64"}
 NUMPY_OF = {oip: name for name, oip in DATATYPES.items()}
 
 
