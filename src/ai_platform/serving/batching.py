@@ -20,15 +20,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-Forward = Callable[[Sequence[Any]], list[Any]]
-_Entry = tuple[Sequence[Any], "asyncio.Future[list[Any]]"]
+Forward = Callable[[Sequence[Any]], Sequence[Any]]
+_Entry = tuple[Sequence[Any], "asyncio.Future[Sequence[Any]]"]
 
 
 class Batcher:
     """Queue requests' rows and run them through ``forward`` in as few passes as possible.
 
     Args:
-        forward: answers a batch of rows, one result per row, in order.
+        forward: answers a batch of rows, one result per row, in order (a sequence that
+            slices). A request alone in its pass is handed over as the sequence it gave;
+            requests sharing a pass, as one list of all their rows.
         max_images: the most images one pass takes from the queue; a single request larger
             than this still runs, alone.
     """
@@ -49,10 +51,10 @@ class Batcher:
         """Rows waiting for a pass (not counting the pass running now)."""
         return sum(len(rows) for rows, _ in self._queue)
 
-    async def predict(self, images: Sequence[Any]) -> list[Any]:
+    async def predict(self, images: Sequence[Any]) -> Sequence[Any]:
         """Results for ``images`` (rows), computed in a pass shared with concurrent requests."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Any]] = loop.create_future()
+        future: asyncio.Future[Sequence[Any]] = loop.create_future()
         self._queue.append((images, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
@@ -75,7 +77,11 @@ class Batcher:
             await self._run(loop, batch)
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Entry]) -> None:
-        images = [image for entry_images, _ in batch for image in entry_images]
+        if len(batch) == 1:
+            # As the request gave them: a block of arrays runs without being split into rows.
+            images = batch[0][0]
+        else:
+            images = [image for entry_images, _ in batch for image in entry_images]
         try:
             results = await loop.run_in_executor(self._thread, self.forward, images)
         except Exception as exc:

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -252,7 +252,10 @@ class Runner:
         """
         tensors = []
         for spec, array in zip(self.signature.inputs, arrays, strict=True):
-            tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+            array = np.ascontiguousarray(array)
+            if not array.flags.writeable:  # a view of the request's bytes: torch wants its own
+                array = array.copy()
+            tensor = torch.from_numpy(array).to(self.device)
             tensors.append(tensor.to(torch.bfloat16) if spec.dtype == "bfloat16" else tensor)
         try:
             with torch.inference_mode():
@@ -281,9 +284,15 @@ class Runner:
             outputs.append(value.numpy())
         return outputs
 
-    def forward(self, rows: Sequence[Row]) -> list[Row]:
+    def forward(self, rows: Sequence[Row]) -> Sequence[Row]:
         """The batcher's pass: rows of all requests, stacked into as few batches as their shapes
-        allow (consecutive rows of equal shapes), each row's outputs in order."""
+        allow (consecutive rows of equal shapes), each row's outputs in order.
+
+        A ``RowBlock`` (one request that had the pass to itself) runs as the arrays it holds,
+        and its outputs come back as a ``RowBlock``: no per-row splitting and restacking.
+        """
+        if isinstance(rows, RowBlock):
+            return RowBlock(self.run(rows.arrays))
         answers: list[Row] = []
         start = 0
         while start < len(rows):
@@ -298,13 +307,42 @@ class Runner:
         return answers
 
 
-def rows_of(arrays: Sequence[np.ndarray]) -> list[Row]:
+class RowBlock(Sequence[Row]):
+    """A batch (one array per input or output, equal first dimensions) seen as its rows.
+
+    What the data plane hands the batcher: a request alone in its pass runs straight from
+    these arrays; only when requests share a pass are their rows taken one by one.
+    """
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays: Sequence[np.ndarray]) -> None:
+        self.arrays = list(arrays)
+
+    def __len__(self) -> int:
+        return len(self.arrays[0]) if self.arrays else 0
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> RowBlock: ...
+
+    def __getitem__(self, index: int | slice) -> Row | RowBlock:
+        if isinstance(index, slice):
+            return RowBlock([a[index] for a in self.arrays])
+        return tuple(a[index] for a in self.arrays)
+
+
+def rows_of(arrays: Sequence[np.ndarray]) -> RowBlock:
     """A batch (one array per input) as rows for the batcher."""
-    return list(zip(*arrays, strict=True))
+    return RowBlock(arrays)
 
 
 def stack_rows(rows: Sequence[Row]) -> list[np.ndarray]:
     """The batcher's answer rows back into one array per output."""
+    if isinstance(rows, RowBlock):
+        return rows.arrays
     return [np.stack(column) for column in zip(*rows, strict=True)]
 
 
@@ -332,15 +370,15 @@ class Predictor:
         """The record's metadata (no weights)."""
         return self.runner.info
 
-    def encode(self, images: Sequence[np.ndarray]) -> list[Row]:
+    def encode(self, images: Sequence[np.ndarray]) -> RowBlock:
         """The runner's rows for the images (checked: (28, 28) uint8 each)."""
-        return [(row,) for row in self.codec.encode(images)]
+        return RowBlock([self.codec.encode(images)])
 
     def answer(self, rows: Sequence[Row]) -> list[dict[str, Any]]:
         """The classifier's answers for the runner's output rows."""
         if not rows:
             return []
-        return classify(np.stack([row[0] for row in rows]), self.runner.signature.labels)
+        return classify(stack_rows(rows)[0], self.runner.signature.labels)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         """Classify a batch in one forward pass.
