@@ -35,7 +35,7 @@ from prometheus_client import Gauge, Histogram
 
 from ai_platform.serving.batching import Batcher
 from ai_platform.serving.predictor import Runner, Signature
-from ai_platform.serving.protocol.dataplane import DataPlane
+from ai_platform.serving.protocol.dataplane import DataPlane, RequestLimits
 from ai_platform.serving.protocol.rest.v1_endpoints import MAX_BATCH, v1_router
 from ai_platform.serving.protocol.rest.v2_endpoints import v2_router
 from lakeapi.errors import PlatformError
@@ -96,6 +96,7 @@ def create_model_app(
     device: str = "cpu",
     max_body_bytes: int = MAX_BODY_BYTES,
     model_name: str | None = None,
+    limits: RequestLimits | None = None,
 ) -> FastAPI:
     """The model server's app, with the model loaded (so a bad path fails here, at start).
 
@@ -104,6 +105,8 @@ def create_model_app(
         device: torch device, e.g. "cpu".
         max_body_bytes: larger request bodies are refused with 413 before they are read.
         model_name: the name OIP clients address the model by (default: the record's name).
+        limits: what one request may ask (images or rows, pixels to decode); the defaults
+            are ``RequestLimits()``'s.
 
     Raises:
         ModelNotFound: nothing at ``model_path``.
@@ -119,7 +122,7 @@ def create_model_app(
     batcher = Batcher(runner.forward, max_images=MAX_BATCH)
     app.state.batcher = batcher
     app.router.on_shutdown.append(batcher.close)
-    plane = DataPlane(runner, batcher, model_name or name, _server_version())
+    plane = DataPlane(runner, batcher, model_name or name, _server_version(), limits)
     app.state.dataplane = plane
     metadata = {**info, "device": device, "signature": _signature_json(runner.signature)}
     app.include_router(v1_router(plane, name, metadata))
@@ -160,6 +163,20 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="torch threads per forward pass; requests already run in parallel threads",
     )
+    defaults = RequestLimits()
+    parser.add_argument(
+        "--max-request-images",
+        type=int,
+        default=defaults.max_rows,
+        help="images (or batch rows of the inputs) one request may send; more is 400",
+    )
+    parser.add_argument(
+        "--max-request-pixels",
+        type=int,
+        default=defaults.max_pixels,
+        help="pixels of all of one request's images together, read from their headers "
+        "before decoding; more is 413",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
@@ -171,7 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         _exit_with_parent(int(parent))
     torch.set_num_threads(max(1, args.threads))
     try:
-        app = create_model_app(args.model_path, device=args.device, model_name=args.model_name)
+        limits = RequestLimits(args.max_request_images, args.max_request_pixels)
+        app = create_model_app(
+            args.model_path, device=args.device, model_name=args.model_name, limits=limits
+        )
     except PlatformError as exc:
         # A clear one-line reason in the service's log, not a traceback.
         sys.exit(f"cannot serve {args.model_path}: {exc.code}: {exc.message}")

@@ -370,7 +370,7 @@ class Predictor:
         """The record's metadata (no weights)."""
         return self.runner.info
 
-    def encode(self, images: Sequence[np.ndarray]) -> RowBlock:
+    def encode(self, images: Sequence[np.ndarray] | np.ndarray) -> RowBlock:
         """The runner's rows for the images (checked: (28, 28) uint8 each)."""
         return RowBlock([self.codec.encode(images)])
 

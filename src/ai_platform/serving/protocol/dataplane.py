@@ -6,7 +6,8 @@ these calls. Every prediction, whatever the route, goes through the one batcher.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from ai_platform.serving.predictor import (
     stack_rows,
 )
 from ai_platform.serving.protocol import infer_type
+from ai_platform.serving.protocol.image import MAX_REQUEST_PIXELS
 from ai_platform.serving.protocol.v2_datamodels import (
     InferenceRequest,
     ModelMetadata,
@@ -30,6 +32,7 @@ from ai_platform.serving.protocol.v2_datamodels import (
 )
 from lakeapi.errors import InvalidRequest, NotFound
 
+MAX_BATCH = 1024  # images (or rows) in one request by default, and rows in one forward pass
 PLATFORM = "pytorch_torch_export"
 SERVER_NAME = "lakehouse-model-server"
 EXTENSIONS = ["binary_tensor_data"]
@@ -41,6 +44,20 @@ def _tensor_metadata(spec: TensorSpec) -> TensorMetadata:
     )
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may ask of the model server (its ``--max-request-*`` arguments).
+
+    Attributes:
+        max_rows: images of a ``/predict`` request, batch rows of a tensor request; more is 400.
+        max_pixels: pixels of all of a request's images together, from their headers before
+            any is decoded; more is 413.
+    """
+
+    max_rows: int = MAX_BATCH
+    max_pixels: int = MAX_REQUEST_PIXELS
+
+
 class DataPlane:
     """The operations of one model server serving one model.
 
@@ -49,9 +66,18 @@ class DataPlane:
         batcher: the batcher whose forward pass is ``runner.forward``.
         name: the name clients address the model by.
         server_version: reported in the server metadata.
+        limits: what one request may ask.
     """
 
-    def __init__(self, runner: Runner, batcher: Batcher, name: str, server_version: str) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        batcher: Batcher,
+        name: str,
+        server_version: str,
+        limits: RequestLimits | None = None,
+    ) -> None:
+        self.limits = limits or RequestLimits()
         self.runner = runner
         self.batcher = batcher
         self.name = name
@@ -98,7 +124,16 @@ class DataPlane:
     # -- inference ------------------------------------------------------------------------
 
     async def infer_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Checked input arrays through the batcher: one array per output."""
+        """Checked input arrays through the batcher: one array per output.
+
+        Raises:
+            InvalidRequest: more rows than ``limits.max_rows``.
+        """
+        rows = len(arrays[0])
+        if rows > self.limits.max_rows:
+            raise InvalidRequest(
+                f"the inputs hold {rows} rows; at most {self.limits.max_rows} a request"
+            )
         return stack_rows(await self.batcher.predict(rows_of(arrays)))
 
     async def infer(
@@ -153,7 +188,9 @@ class DataPlane:
         binary = {o.name: bool(o.parameters.get("binary_data", default)) for o in request.outputs}
         return set(binary), binary
 
-    async def predict_images(self, images: list[np.ndarray]) -> list[dict[str, Any]]:
+    async def predict_images(
+        self, images: Sequence[np.ndarray] | np.ndarray
+    ) -> list[dict[str, Any]]:
         """The image codec: decoded images to the design's answers (prediction, confidence,
         probabilities).
 

@@ -20,12 +20,17 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lakeapi.errors import InvalidRequest
+from lakeapi.errors import InvalidRequest, PayloadTooLarge
 
 SIDE = 28
 RAW_BYTES = SIDE * SIDE
 # Refuse images over this many pixels from their header, before decoding any pixel data.
 MAX_PIXELS = 4096 * 4096
+# Pixels one request may make the server decode, all its images together (the model server's
+# ``--max-request-pixels``): 32 photos of 1024x1024, two images at the per-image limit, or
+# 40,000 raw digits. Without it, a request of tiny files that each declare the per-image
+# maximum (a 4096x4096 PNG of one colour is a few KB) costs minutes of CPU.
+MAX_REQUEST_PIXELS = 32 * 1024 * 1024
 # Refuse encoded images over this size before base64-decoding them (about 12 MiB of text).
 MAX_ENCODED_BYTES = 9 * 1024 * 1024
 _FIT = 20  # MNIST: the digit is scaled to fit a 20x20 box ...
@@ -35,14 +40,34 @@ _FORMATS = ("PNG", "JPEG")
 _INK = 0.1  # fraction of the brightest pixel that counts as ink for the bounding box
 
 
-def decode_image(b64: str) -> np.ndarray:
+class PixelBudget:
+    """What is left of one request's pixels (``MAX_REQUEST_PIXELS``); taken from each
+    image's header before its pixels are decoded."""
+
+    def __init__(self, max_pixels: int = MAX_REQUEST_PIXELS) -> None:
+        self.max_pixels = max_pixels
+        self.left = max_pixels
+
+    def take(self, pixels: int) -> None:
+        """Raises PayloadTooLarge (413) when ``pixels`` more would exceed the budget."""
+        if pixels > self.left:
+            raise PayloadTooLarge(
+                f"the request's images hold over {self.max_pixels} pixels together "
+                "(the model server's --max-request-pixels)"
+            )
+        self.left -= pixels
+
+
+def decode_image(b64: str, budget: PixelBudget | None = None) -> np.ndarray:
     """Decode one base64 image into a (28, 28) uint8 array, white digit on black.
 
     Args:
         b64: base64 of 784 raw pixel bytes, or of a PNG or JPEG file.
+        budget: the request's pixels left; this image's are taken from it.
 
     Raises:
         InvalidRequest: empty, not base64, too large, or neither raw pixels nor an image.
+        PayloadTooLarge: the image would exceed ``budget``.
     """
     if not isinstance(b64, str) or not b64:
         raise InvalidRequest("image is empty")
@@ -60,12 +85,14 @@ def decode_image(b64: str) -> np.ndarray:
         raise InvalidRequest("image is empty")
     if raw.startswith(_SIGNATURES):
         try:
-            return normalize(_open_image(raw))
+            return normalize(_open_image(raw, budget))
         except InvalidRequest:
             if len(raw) != RAW_BYTES:
                 raise
             # Raw pixels that merely start like a JPEG (255, 216, 255, ...): take them as such.
     if len(raw) == RAW_BYTES:
+        if budget is not None:
+            budget.take(RAW_BYTES)
         return np.frombuffer(raw, dtype=np.uint8).reshape(SIDE, SIDE)
     raise InvalidRequest(
         f"image is {len(raw)} bytes that are neither {RAW_BYTES} raw pixels (28x28 uint8) "
@@ -73,7 +100,43 @@ def decode_image(b64: str) -> np.ndarray:
     )
 
 
-def _open_image(raw: bytes) -> np.ndarray:
+_RAW_GROUPS = RAW_BYTES // 3  # 261 whole 4-character groups, then one byte as "XY=="
+RAW_B64_CHARS = 4 * (_RAW_GROUPS + 1)
+
+
+def decode_raw_batch(images: Sequence[str]) -> np.ndarray | None:
+    """Many base64 raw images at once: (N, 28, 28) uint8, exactly what ``decode_image`` gives
+    each of them, or None when any is not plainly canonical raw pixels (then decode them one
+    by one, for ``decode_image``'s answer and message).
+
+    Two strict decodes of all the images joined instead of a decode, a re-encode and a
+    comparison per image: the whole groups of every image, then every last group with its
+    "==" read as "AA" (the byte it holds comes first; the next one is its pad bits, zero when
+    canonical).
+    """
+    if not images or any(len(b64) != RAW_B64_CHARS or b64[-2:] != "==" for b64 in images):
+        return None
+    try:
+        whole = binascii.a2b_base64("".join([b64[:-4] for b64 in images]), strict_mode=True)
+        lasts = "AA".join([b64[-4:-2] for b64 in images]) + "AA"
+        last = binascii.a2b_base64(lasts, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    tail = np.frombuffer(last, dtype=np.uint8).reshape(len(images), 3)
+    if tail[:, 1].any():
+        return None  # non-zero pad bits: not canonical
+    raw = np.empty((len(images), RAW_BYTES), dtype=np.uint8)
+    raw[:, :-1] = np.frombuffer(whole, dtype=np.uint8).reshape(len(images), RAW_BYTES - 1)
+    raw[:, -1] = tail[:, 0]
+    # Pixels that start like a PNG or JPEG are tried as one by decode_image first.
+    if (raw[:, :3] == (0xFF, 0xD8, 0xFF)).all(axis=1).any() or (
+        raw[:, :8] == np.frombuffer(_SIGNATURES[0], dtype=np.uint8)
+    ).all(axis=1).any():
+        return None
+    return raw.reshape(len(images), SIDE, SIDE)
+
+
+def _open_image(raw: bytes, budget: PixelBudget | None) -> np.ndarray:
     """Decode PNG/JPEG bytes to a grayscale float array; refuse huge ones from the header."""
     try:
         # open() reads the header only; pixels are decoded by load() below.
@@ -87,6 +150,8 @@ def _open_image(raw: bytes) -> np.ndarray:
         raise InvalidRequest(f"image is {width}x{height} pixels; the limit is {MAX_PIXELS}")
     if width == 0 or height == 0:
         raise InvalidRequest("image has no pixels")
+    if budget is not None:
+        budget.take(width * height)
     try:
         image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -159,21 +224,35 @@ class ImageCodec:
         if not all(math.isfinite(float(v)) for v in values) or not self._std > 0:
             raise InvalidRequest(f"{where}: bad normalisation in preprocessing {preprocessing}")
 
-    def encode(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """The model's input (N, 1, 28, 28) for N images, normalised in one go.
+    def encode(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """The model's input (N, 1, 28, 28) for N images (arrays, or one (N, 28, 28) array),
+        normalised in one go.
 
         Raises:
             InvalidRequest: an image that is not a (28, 28) uint8 array.
         """
+        if isinstance(images, np.ndarray):
+            if images.ndim != 3:
+                raise InvalidRequest(f"each image must be a {SIDE}x{SIDE} array")
+            if images.dtype != np.uint8:
+                raise InvalidRequest("each image must be uint8")
+            return self._normalised(images.astype(np.float32))
         for image in images:
             if not isinstance(image, np.ndarray) or image.shape != (SIDE, SIDE):
                 raise InvalidRequest(f"each image must be a {SIDE}x{SIDE} array")
             if image.dtype != np.uint8:
                 raise InvalidRequest("each image must be uint8")
         batch = (
-            np.stack(images).astype(np.float32) if images else np.empty((0, SIDE, SIDE), np.float32)
+            np.stack(images).astype(np.float32)
+            if len(images)
+            else np.empty((0, SIDE, SIDE), np.float32)
         )
+        return self._normalised(batch)
+
+    def _normalised(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[1:] != (SIDE, SIDE):
+            raise InvalidRequest(f"each image must be a {SIDE}x{SIDE} array")
         batch *= self._scale
         batch -= self._mean
         batch /= self._std
-        return batch.reshape(len(images), 1, SIDE, SIDE)
+        return batch.reshape(len(batch), 1, SIDE, SIDE)

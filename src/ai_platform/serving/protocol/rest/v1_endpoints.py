@@ -18,11 +18,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ai_platform.serving.protocol.dataplane import DataPlane
-from ai_platform.serving.protocol.image import RAW_BYTES, decode_image
+from ai_platform.serving.protocol.dataplane import MAX_BATCH, DataPlane
+from ai_platform.serving.protocol.image import (
+    RAW_BYTES,
+    PixelBudget,
+    decode_image,
+    decode_raw_batch,
+)
 from lakeapi.errors import InvalidRequest
 
-MAX_BATCH = 1024  # images in one request, and rows in one forward pass
+__all__ = ["MAX_BATCH", "v1_router"]
 
 
 class PredictRequest(BaseModel):
@@ -50,6 +55,8 @@ def _body_of(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest("body is not JSON this server reads: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest('body must be a JSON object with "image", "images" or "inputs"')
     if sum(data.get(key) is not None for key in _KEYS) != 1:
@@ -57,7 +64,7 @@ def _body_of(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _images_of(data: dict[str, Any]) -> tuple[list[str], bool]:
+def _images_of(data: dict[str, Any], most: int) -> tuple[list[str], bool]:
     """The base64 images of a predict body, and whether it gave one ``image`` (answered
     unwrapped) rather than ``images``."""
     image, images = data.get("image"), data.get("images")
@@ -69,18 +76,18 @@ def _images_of(data: dict[str, Any]) -> tuple[list[str], bool]:
         raise InvalidRequest('"images" must be a list of base64 strings')
     if not images:
         raise InvalidRequest('"images" is empty')
-    if len(images) > MAX_BATCH:
-        raise InvalidRequest(f'"images" holds {len(images)} images; at most {MAX_BATCH}')
+    if len(images) > most:
+        raise InvalidRequest(f'"images" holds {len(images)} images; at most {most}')
     return images, False
 
 
-def _decode_all(images: list[str], single: bool) -> list[np.ndarray]:
+def _decode_all(images: list[str], single: bool, budget: PixelBudget) -> list[np.ndarray]:
     if single:
-        return [decode_image(images[0])]
+        return [decode_image(images[0], budget)]
     decoded = []
     for i, b64 in enumerate(images):
         try:
-            decoded.append(decode_image(b64))
+            decoded.append(decode_image(b64, budget))
         except InvalidRequest as exc:
             raise InvalidRequest(f"images[{i}]: {exc.message}") from None
     return decoded
@@ -119,11 +126,18 @@ def v1_router(plane: DataPlane, name: str, metadata: dict[str, Any]) -> APIRoute
         if data.get("inputs") is not None:
             return JSONResponse(await plane.predict_json(data["inputs"]))
         plane.image_codec()  # refuse images for a tensor model before decoding them
-        images, single = _images_of(data)
-        if all(len(b64) == _RAW_B64 for b64 in images):
-            decoded = _decode_all(images, single)
+        images, single = _images_of(data, plane.limits.max_rows)
+        budget = PixelBudget(plane.limits.max_pixels)
+        decoded: np.ndarray | list[np.ndarray]
+        raw = decode_raw_batch(images)
+        if raw is not None:
+            budget.take(raw.size)
+            decoded = raw
+        elif all(len(b64) == _RAW_B64 for b64 in images):
+            # Not all canonical raw pixels: one by one, for the right answer or message.
+            decoded = _decode_all(images, single, budget)
         else:
-            decoded = await run_in_threadpool(_decode_all, images, single)
+            decoded = await run_in_threadpool(_decode_all, images, single, budget)
         results = await plane.predict_images(decoded)
         if single:
             return JSONResponse(results[0])
