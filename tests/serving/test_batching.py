@@ -135,3 +135,26 @@ def test_batched_answers_equal_one_at_a_time(predictor: Predictor) -> None:
         assert a["prediction"] == b["prediction"]
         np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-5)
     batcher.close()
+
+
+def test_quick_passes_run_on_the_event_loop_and_slow_ones_on_the_thread() -> None:
+    quick = RecordingForward(seconds=0.0)
+    slow = RecordingForward(seconds=0.01)
+    never = RecordingForward(seconds=0.0)
+    batchers = [Batcher(quick), Batcher(slow), Batcher(never, inline_seconds=0)]
+
+    async def main() -> list[list[Any]]:
+        answers = []
+        for batcher in batchers:
+            for i in range(3):  # one at a time: each its own pass
+                answers.append(await batcher.predict([image(i)]))
+        return answers
+
+    answers = asyncio.run(main())
+    assert answers == [[{"pixel": i}] for i in range(3)] * 3
+    # The first pass runs on the thread (nothing measured yet); once a pass is known to be
+    # quick, the next ones skip the two thread wake-ups.
+    assert quick.threads == {"forward_0", "MainThread"}
+    assert slow.threads == never.threads == {"forward_0"}
+    for batcher in batchers:
+        batcher.close()

@@ -10,11 +10,18 @@ batcher do. Unlike those, nothing waits for a batch to fill: a request that find
 idle runs at once (no added latency for a lone client), and the requests that arrive while a
 pass runs form the next one. Passes run one at a time on a dedicated thread, so the event loop
 keeps parsing and answering HTTP on the other core.
+
+Except quick ones: handing a pass to the thread and its answer back costs two thread wake-ups
+(tens to hundreds of microseconds, more on a busy machine), more than the whole pass of a
+small model (an 8-feature MLP: about 0.1 ms). A pass whose expected time, from the seconds
+per row passes have taken so far, is under ``inline_seconds`` runs on the event loop instead;
+the first pass, and every pass expected to take longer, runs on the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,11 +40,16 @@ class Batcher:
             requests sharing a pass, as one list of all their rows.
         max_images: the most images one pass takes from the queue; a single request larger
             than this still runs, alone.
+        inline_seconds: passes expected to take less run on the event loop (0: never).
     """
 
-    def __init__(self, forward: Forward, max_images: int = 256) -> None:
+    def __init__(
+        self, forward: Forward, max_images: int = 256, inline_seconds: float = 0.001
+    ) -> None:
         self.forward = forward
         self.max_images = max_images
+        self.inline_seconds = inline_seconds
+        self._row_seconds: float | None = None  # a running mean of seconds per row of a pass
         self._queue: deque[_Entry] = deque()
         self._drainer: asyncio.Task[None] | None = None  # runs while the queue has entries
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="forward")
@@ -82,8 +94,14 @@ class Batcher:
             images = batch[0][0]
         else:
             images = [image for entry_images, _ in batch for image in entry_images]
+        inline = (
+            self._row_seconds is not None and self._row_seconds * len(images) < self.inline_seconds
+        )
         try:
-            results = await loop.run_in_executor(self._thread, self.forward, images)
+            if inline:
+                results = self._timed(images)
+            else:
+                results = await loop.run_in_executor(self._thread, self._timed, images)
         except Exception as exc:
             if len(batch) > 1:  # one request's failure must not fail the others
                 for entry in batch:
@@ -98,6 +116,16 @@ class Batcher:
             if not future.done():  # the client may have gone (cancelled)
                 future.set_result(results[start : start + len(entry_images)])
             start += len(entry_images)
+        if inline:
+            await asyncio.sleep(0)  # let the loop read the requests that form the next pass
+
+    def _timed(self, images: Sequence[Any]) -> Sequence[Any]:
+        started = time.perf_counter()
+        results = self.forward(images)
+        per_row = (time.perf_counter() - started) / max(1, len(images))
+        last = self._row_seconds
+        self._row_seconds = per_row if last is None else 0.8 * last + 0.2 * per_row
+        return results
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
