@@ -13,9 +13,11 @@ keeps parsing and answering HTTP on the other core.
 
 Except quick ones: handing a pass to the thread and its answer back costs two thread wake-ups
 (tens to hundreds of microseconds, more on a busy machine), more than the whole pass of a
-small model (an 8-feature MLP: about 0.1 ms). A pass whose expected time, from the seconds
-per row passes have taken so far, is under ``inline_seconds`` runs on the event loop instead;
-the first pass, and every pass expected to take longer, runs on the thread.
+small model (an 8-feature MLP: about 0.1 ms). So a lone request (nothing else queued) whose
+pass is expected, from the seconds per row passes have taken so far, to take under
+``inline_seconds`` runs on the event loop instead; the first pass, every pass expected to take
+longer, and passes under concurrent load (where the thread lets a pass overlap with parsing
+the next requests) run on the thread.
 """
 
 from __future__ import annotations
@@ -94,8 +96,12 @@ class Batcher:
             images = batch[0][0]
         else:
             images = [image for entry_images, _ in batch for image in entry_images]
+        # Only a lone request: under load the thread lets passes overlap with parsing.
         inline = (
-            self._row_seconds is not None and self._row_seconds * len(images) < self.inline_seconds
+            len(batch) == 1
+            and not self._queue
+            and self._row_seconds is not None
+            and self._row_seconds * len(images) < self.inline_seconds
         )
         try:
             if inline:
