@@ -484,7 +484,28 @@ class TaskManager:
                     self._move(supervisor.task_id, TaskStatus.FAILED, error=error)
                 self._running.pop(supervisor.task_id, None)
                 self._cond.notify_all()
+            self._save_end(supervisor.task_id)
             self._workers.discard(threading.current_thread())
+
+    def _save_end(self, task_id: str) -> None:
+        """A terminal record that could not be saved (a full disk) is saved again until it
+        is, or the service stops (a restart then decides from the lake)."""
+        delay = 0.5
+        while True:
+            saved = self._saved.get(task_id)
+            try:
+                if saved is not None:
+                    saved.result(SAVE_TIMEOUT_SECONDS)
+                return
+            except Exception as exc:
+                log.warning(
+                    "%s: its end is not saved yet (%s); retrying in %g s", task_id, exc, delay
+                )
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
+            with self._cond:
+                self._persist(self._tasks[task_id])
 
 
 def _why(task: Task) -> str:
