@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import lance
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 MARKER_KEY = "_platform.completed"
 MARKER_MAX_BYTES = 64 * 1024  # params or a result larger than this are left out of the marker
-_CLOCK_SLACK = timedelta(seconds=2)  # Lance's timestamps vs ours
 
 
 @dataclass(frozen=True)
@@ -150,12 +149,15 @@ def roll_back(
     except (ValueError, OSError):
         versions = []  # nothing readable: no committed version to lose
     first = _utc(versions[0].get("timestamp")) if versions else None
-    if first is not None and (since is None or first < since - _CLOCK_SLACK):
+    # A task's own versions all come after its start: the record of that start is durable
+    # before its process is released (supervisor), so anything older was there before.
+    if first is not None and (since is None or first < since):
         return f"kept: it has versions from before the task (first {first.isoformat()})"
     return lake.roll_back(uri, None)
 
 
 def _utc(value: Any) -> datetime | None:
+    # Lance hands version timestamps over as naive local times (datetime.fromtimestamp).
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
     return None
