@@ -243,19 +243,9 @@ class Supervisor:
                 assert facts.outcome is not None
                 self._pin_source()
                 crash_point("end:before-marker")
-                # The marker is the durable proof of completion; the record follows it.
-                marked = recovery.mark_completed(
-                    self.lake, self.spec.output_uri, self.task, facts.outcome.result
-                )
-                crash_point("end:after-marker")
-                self.records.finish(
-                    self.task_id,
-                    TaskStatus.COMPLETED,
-                    result=facts.outcome.result,
-                    output_version=marked,
-                )
-                crash_point("end:after-record")
-                return
+                error = self._complete(facts.outcome)
+                if error is None:
+                    return
             if execution is not None:  # only a started task can have written anything
                 error = self._roll_back(error, version_before)
         except Exception as exc:
@@ -269,6 +259,27 @@ class Supervisor:
             self.records.finish(self.task_id, TaskStatus.FAILED, error=error)
         except Exception:
             log.exception("%s: recording its end failed", self.task_id)
+
+    def _complete(self, outcome: Outcome) -> TaskError | None:
+        """Mark the output, then record the task completed; the error when the marker, the
+        durable proof of completion, cannot be committed (the output is then rolled back)."""
+        try:
+            marked = recovery.mark_completed(
+                self.lake, self.spec.output_uri, self.task, outcome.result
+            )
+        except Exception as exc:
+            log.exception("%s: committing its completion marker failed", self.task_id)
+            return TaskError(
+                reason=FailureReason.CRASHED,
+                type=type(exc).__name__,
+                message=f"its completion could not be recorded in the output: {exc}",
+            )
+        crash_point("end:after-marker")
+        self.records.finish(
+            self.task_id, TaskStatus.COMPLETED, result=outcome.result, output_version=marked
+        )
+        crash_point("end:after-record")
+        return None
 
     def _roll_back(self, error: TaskError, version_before: int | None) -> TaskError:
         try:
