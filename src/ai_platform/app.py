@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
@@ -21,6 +22,7 @@ from ai_platform.settings import AIPlatformSettings
 from lakeapi.schemas import ServiceStatus
 from serverkit.docs import install_offline_docs
 from serverkit.http import Guard, install_error_handlers
+from serverkit.lakelock import LakeLock
 from serverkit.metrics import install_metrics
 from serverkit.recordstore import RecordTable
 
@@ -34,6 +36,21 @@ def make_backend(settings: AIPlatformSettings) -> ServingBackend:
 
         return RayServeBackend(settings)
     return LocalProcessBackend(settings.serving_host)
+
+
+def with_state_lease(settings: AIPlatformSettings, lifespan: Any) -> Any:
+    """``lifespan`` inside the state dir's lease: one AI Platform per state, taken before
+    anything reads it (a second instance refuses to start, saying who holds it)."""
+
+    @asynccontextmanager
+    async def leased(app: FastAPI) -> AsyncIterator[None]:
+        with LakeLock(
+            settings.state_uri, "ai-platform", settings.port, settings.state_storage_options
+        ):
+            async with lifespan(app):
+                yield
+
+    return leased
 
 
 def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
@@ -68,7 +85,7 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
         title="AI Platform",
         version="0.1.0",
         description="Ingestion and training tasks on a Lance lake, and inference services.",
-        lifespan=lifespan,
+        lifespan=with_state_lease(settings, lifespan),
         docs_url=None,  # install_offline_docs serves /docs and /redoc without a CDN
         redoc_url=None,
     )

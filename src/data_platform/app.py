@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client.core import GaugeMetricFamily
@@ -18,7 +22,10 @@ from data_platform.store import Lake
 from lakeapi.schemas import TaskStatus
 from serverkit.docs import install_offline_docs
 from serverkit.http import Guard, install_error_handlers
+from serverkit.lakelock import LakeLock, LakeLocked
 from serverkit.metrics import install_metrics
+
+log = logging.getLogger(__name__)
 
 
 def make_executor(settings: DataPlatformSettings) -> Executor:
@@ -32,20 +39,51 @@ def make_executor(settings: DataPlatformSettings) -> Executor:
     return LocalExecutor(settings.resolved_work_dir, settings.log_max_bytes)
 
 
+def take_lake_lock(settings: DataPlatformSettings) -> LakeLock:
+    """The lake's lease, or exit: one Data Platform per lake.
+
+    Raises:
+        LakeLocked: another live Data Platform holds the lake (the message says who).
+    """
+    lock = LakeLock(
+        settings.lake_root / "_system",
+        "data-platform",
+        port=settings.port,
+        storage_options=settings.storage_options,
+        on_lost=_fence,
+    )
+    try:
+        return lock.acquire()
+    except LakeLocked as exc:
+        log.error("refusing to start: %s", exc)
+        raise
+
+
+def _fence(holder: dict[str, Any]) -> None:
+    # Another instance took the lake over while this one was frozen: it has recovered the
+    # tasks already, so every further write from here would undo its work. Stop at once.
+    log.critical("the lake was taken over by %s: stopping now", holder)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def create_app(settings: DataPlatformSettings | None = None) -> FastAPI:
     """Build the app; the lake is opened and tasks recovered when it starts serving."""
     settings = settings or DataPlatformSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        lake = Lake(settings.lake_root, settings.storage_options)
-        manager = TaskManager(settings, lake, make_executor(settings))
-        manager.start()  # recovery finishes before the first request is served
-        app.state.lake, app.state.manager = lake, manager
+        lock = take_lake_lock(settings)  # before recovery: a second instance touches nothing
         try:
-            yield
+            lake = Lake(settings.lake_root, settings.storage_options)
+            manager = TaskManager(settings, lake, make_executor(settings))
+            manager.start()  # recovery finishes before the first request is served
+            app.state.lake, app.state.manager = lake, manager
+            try:
+                yield
+            finally:
+                manager.close()
         finally:
-            manager.close()
+            lock.release()
 
     app = FastAPI(
         title="Data Platform",

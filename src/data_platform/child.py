@@ -23,6 +23,19 @@ from typing import Any
 from serverkit.procs import die_with_parent
 
 RESULT_ENV = "LAKEKIT_RESULT_FILE"
+HOLD_ENV = "LAKEKIT_HOLD"  # "1": wait for "go" on stdin before loading the script
+
+
+def _wait_for_release() -> bool:
+    """Held: the platform commits the running record meanwhile. EOF (the platform died, or
+    gave up on the task) means never start: nothing may be written unrecorded."""
+    if os.environ.pop(HOLD_ENV, None) != "1":
+        return True
+    go = sys.stdin.buffer.readline()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # the script sees the usual empty stdin
+    os.close(devnull)
+    return go.strip() == b"go"
 
 
 class _DaftOnRay(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -90,6 +103,8 @@ def main(argv: list[str]) -> int:
     )
     if os.environ.get("DAFT_RUNNER") == "ray":
         sys.meta_path.insert(0, _DaftOnRay(os.environ.get("RAY_ADDRESS")))
+    if not _wait_for_release():
+        return 3
     _task_id, script, input_path, output_path, spec_file = argv
     with open(spec_file, encoding="utf-8") as fh:
         params = json.load(fh)

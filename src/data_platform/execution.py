@@ -69,6 +69,11 @@ class Execution(ABC):
         """Resource use of the task's whole tree (by default: unknown)."""
         return Resources()
 
+    def release(self) -> None:  # noqa: B027 - optional hook
+        """Let the task begin its work. An executor that starts a task held (its process up,
+        its script not yet loaded) lets its start overlap the commit of the running record,
+        which must be durable before anything can write; by default tasks are not held."""
+
     @abstractmethod
     def wait(self, timeout: float | None = None) -> Outcome | None:
         """The outcome once the task has ended, or None when ``timeout`` passes first."""

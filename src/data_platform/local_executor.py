@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from data_platform.child import RESULT_ENV
+from data_platform.child import HOLD_ENV, RESULT_ENV
 from data_platform.execution import (
     MEMORY,
     Execution,
@@ -78,10 +79,19 @@ class TaskFiles:
         return self.scratch / "params.json"
 
 
+# Our services' keys: a task (user code, whose log the API serves) never sees them.
+_KEY_NAME = re.compile(r"^(DP|AIP|LAKEKIT|LAKESTACK)_(\w+_)?API_KEY$")
+
+
+def without_keys(env: dict[str, str]) -> dict[str, str]:
+    """``env`` less the platform's API keys (``DP_API_KEY``, ``AIP_API_KEY``, ...)."""
+    return {name: value for name, value in env.items() if not _KEY_NAME.match(name)}
+
+
 def child_env(spec: RunSpec, files: TaskFiles) -> dict[str, str]:
-    """The environment a task's process gets: ours, plus how to talk back to the platform."""
-    env = dict(os.environ)
-    env.update(spec.env)
+    """The environment a task's process gets: ours less our keys, plus how to talk back to
+    the platform."""
+    env = without_keys({**os.environ, **spec.env})
     env.update(
         {
             "PYTHONUNBUFFERED": "1",
@@ -184,15 +194,19 @@ class ChildProcess:
         files: TaskFiles,
         log_max_bytes: int = LOG_MAX_BYTES,
         cwd: str | None = None,
+        held: bool = False,
     ) -> None:
         self.spec = spec
         files.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = child_env(spec, files)
+        if held:
+            env[HOLD_ENV] = "1"
         self.proc = subprocess.Popen(
             child_argv(spec, files),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if held else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=child_env(spec, files),
+            env=env,
             cwd=cwd,
             start_new_session=True,  # own session and process group: killpg reaches its tree
             close_fds=True,
@@ -203,6 +217,14 @@ class ChildProcess:
         self._reap_lock = threading.Lock()
         self._reaped = False
         self._pump.start()
+
+    def release(self) -> None:
+        """Let a held child load its script (see ``child.py``); idempotent."""
+        gate, self.proc.stdin = self.proc.stdin, None
+        if gate is not None:
+            with contextlib.suppress(OSError):  # it died meanwhile: its outcome says so
+                gate.write(b"go\n")
+                gate.close()
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit code once the process has ended (and nothing of its tree is left)."""
@@ -227,6 +249,10 @@ class ChildProcess:
         with self._reap_lock:
             if self._reaped:
                 return
+            if self.proc.stdin is not None:  # never released: EOF tells it not to start
+                with contextlib.suppress(OSError):
+                    self.proc.stdin.close()
+                self.proc.stdin = None
             # Grandchildren may linger after the child returned; they must not outlive the task.
             signal_group(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
@@ -259,9 +285,12 @@ class LocalExecution(FileProgress, Execution):
     def __init__(self, spec: RunSpec, files: TaskFiles, log_max_bytes: int) -> None:
         super().__init__(spec.task_id, files)
         self.files = files
-        self.child = ChildProcess(spec, files, log_max_bytes)
+        self.child = ChildProcess(spec, files, log_max_bytes, held=True)
         self.pid = self.child.pid
         self.node = socket.gethostname()
+
+    def release(self) -> None:
+        self.child.release()
 
     def wait(self, timeout: float | None = None) -> Outcome | None:
         code = self.child.wait(timeout)

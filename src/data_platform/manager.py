@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
+from data_platform import recovery
 from data_platform.execution import MEMORY, Execution, Executor, RunSpec
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
@@ -70,7 +71,7 @@ class TaskManager:
         if memory is not None and MEMORY not in executor.limits:
             log.warning("DP_TASK_MEMORY_MB is set but this executor cannot enforce it")
         self.limits = Limits(
-            time_seconds=settings.task_timeout_seconds,
+            time_seconds=settings.time_limit_seconds,
             memory_bytes=memory * 1024 * 1024 if memory is not None else None,
             grace_seconds=settings.cancel_grace_seconds,
         )
@@ -127,40 +128,64 @@ class TaskManager:
         self.executor.close()
 
     def _recover(self) -> None:
-        """Running tasks are reattached when the executor still runs them, else failed
-        (interrupted) with their output rolled back; pending ones are queued again."""
-        tasks = sorted(self.lake.load_tasks(), key=lambda t: t.created_at)
-        interrupted = reattached = 0
-        for task in tasks:
+        """What the last process left, from the records and the evidence in the lake
+        (``recovery.py``): a task whose output carries its completion marker completed; one
+        the executor still runs is reattached; any other running one failed (interrupted)
+        with what it wrote rolled back; pending ones are queued again; completed tasks whose
+        records were lost are rebuilt from their markers."""
+        tasks = self.lake.load_tasks()
+        lost = recovery.lost_tasks(self.lake, {t.id for t in tasks})
+        counts: Counter[str] = Counter({"rebuilt from their markers": len(lost)})
+        rebuilt = {t.id for t in lost}
+        for task in sorted([*tasks, *lost], key=lambda t: t.created_at):
             self._tasks[task.id] = task
-            if task.status is TaskStatus.PENDING:
-                self._queue.append(task.id)
-            if task.status is not TaskStatus.RUNNING:
-                continue
+            if task.id in rebuilt:
+                self._persist(task)
+            elif not task.status.is_terminal():
+                counts[self._recover_one(task)] += 1
+        self.writer.flush(SAVE_TIMEOUT_SECONDS)
+        if any(counts.values()):
+            log.info("recovered: %s", ", ".join(f"{n} {what}" for what, n in counts.items()))
+
+    def _recover_one(self, task: Task) -> str:
+        """Decide one unfinished task after a restart; says what became of it."""
+        marker = recovery.completion(self.lake, task)
+        execution = None
+        if task.status is TaskStatus.RUNNING or marker is not None:
             try:
                 execution = self.executor.recover(task)
             except Exception:
                 log.exception("%s: recovering its execution failed", task.id)
-                execution = None
-            if execution is not None:
-                self._launch(self._supervisor(task, execution))
-                reattached += 1
-                continue
-            message = "interrupted by restart of the Data Platform"
-            undo = self.lake.roll_back(task.output_path, task.output_version_before)
-            if undo:
-                message += f"; output {undo}"
-            error = TaskError(reason=FailureReason.INTERRUPTED, message=message)
-            self._move(task.id, TaskStatus.FAILED, error=error)
-            interrupted += 1
-        self.writer.flush(SAVE_TIMEOUT_SECONDS)
-        if interrupted or reattached or self._queue:
-            log.info(
-                "recovered: %d interrupted, %d reattached, %d requeued",
-                interrupted,
-                reattached,
-                len(self._queue),
+        if marker is not None:
+            if execution is not None:  # it finished; whatever is left of it goes
+                execution.stop(self.settings.cancel_grace_seconds)
+            log.warning("%s: finished, but its record was not saved: completed", task.id)
+            if task.status is TaskStatus.PENDING:
+                self._move(task.id, TaskStatus.RUNNING)
+            stamped = marker.completed_at
+            self._move(
+                task.id,
+                TaskStatus.COMPLETED,
+                result=marker.result,
+                output_version=marker.version,
+                **({"completed_at": stamped} if stamped else {}),
             )
+            return "completed from their markers"
+        if task.status is TaskStatus.PENDING:
+            self._queue.append(task.id)
+            return "requeued"
+        if execution is not None:
+            self._launch(self._supervisor(task, execution))
+            return "reattached"
+        message = "interrupted by restart of the Data Platform"
+        undo = recovery.roll_back(
+            self.lake, task.output_path, task.output_version_before, task.started_at
+        )
+        if undo:
+            message += f"; output {undo}"
+        error = TaskError(reason=FailureReason.INTERRUPTED, message=message)
+        self._move(task.id, TaskStatus.FAILED, error=error)
+        return "interrupted"
 
     # -- queries -------------------------------------------------------------------------
 
@@ -325,13 +350,17 @@ class TaskManager:
 
     # -- records: the supervisors report here (supervisor.TaskRecords) ---------------------
 
-    def running(self, task_id: str, version_before: int | None) -> Task:
-        task = self._move(task_id, TaskStatus.RUNNING, output_version_before=version_before)
+    def running(self, task_id: str, version_before: int | None, execution: Execution) -> Task:
+        # One commit: the state, what to roll back to, and where the task runs.
+        task = self._move(
+            task_id,
+            TaskStatus.RUNNING,
+            output_version_before=version_before,
+            pid=execution.pid,
+            node=execution.node,
+        )
         self._saved[task_id].result(SAVE_TIMEOUT_SECONDS)
         return task
-
-    def started(self, task_id: str, execution: Execution) -> None:
-        self._update(task_id, persist=True, pid=execution.pid, node=execution.node)
 
     def progress(self, task_id: str, points: Points, persist: bool) -> None:
         with self._cond:
@@ -339,7 +368,22 @@ class TaskManager:
             self._update(task_id, persist=persist, progress=history[-1], history=history)
 
     def finish(self, task_id: str, status: TaskStatus, **changes: Any) -> Task:
-        return self._move(task_id, status, **changes)
+        if status is not TaskStatus.COMPLETED:
+            return self._move(task_id, status, **changes)
+        # Durable before anyone reads "completed". Only the supervisor changes a running
+        # task's record, and it is here, so nothing can slip in between.
+        with self._cond:
+            updated = self._next(task_id, status, changes)
+            self._persist(updated)
+            saved = self._saved[task_id]
+        try:
+            saved.result(SAVE_TIMEOUT_SECONDS)
+        except Exception:  # the output's completion marker stands for it until a restart
+            log.exception("%s: its completed record could not be saved", task_id)
+        with self._cond:
+            self._tasks[task_id] = updated
+            self._cond.notify_all()
+        return updated
 
     # -- state ---------------------------------------------------------------------------
 
@@ -347,20 +391,25 @@ class TaskManager:
         """The one place a task changes state: checks the transition, stamps the time,
         hands the record to the writer (``_saved[task_id]`` says when it is durable)."""
         with self._cond:
-            current = self._tasks[task_id]
-            if status not in TRANSITIONS[current.status]:
-                raise PlatformError(f"illegal transition {current.status} -> {status}")
-            now = utcnow()
-            if status is TaskStatus.RUNNING:
-                changes["started_at"] = now
-            if status.is_terminal():
-                changes["completed_at"] = now
-            updated = current.model_copy(update={"status": status, **changes})
+            updated = self._next(task_id, status, changes)
             self._tasks[task_id] = updated
-            log.info("%s %s -> %s%s", task_id, current.status, status, _why(updated))
             self._persist(updated)
             self._cond.notify_all()
             return updated
+
+    def _next(self, task_id: str, status: TaskStatus, changes: dict[str, Any]) -> Task:
+        """The record after a move (checked and stamped), not yet stored anywhere."""
+        current = self._tasks[task_id]
+        if status not in TRANSITIONS[current.status]:
+            raise PlatformError(f"illegal transition {current.status} -> {status}")
+        now = utcnow()
+        if status is TaskStatus.RUNNING:
+            changes["started_at"] = now
+        if status.is_terminal():
+            changes.setdefault("completed_at", now)
+        updated = current.model_copy(update={"status": status, **changes})
+        log.info("%s %s -> %s%s", task_id, current.status, status, _why(updated))
+        return updated
 
     def _update(self, task_id: str, *, persist: bool, **changes: Any) -> Task:
         with self._cond:
@@ -435,7 +484,28 @@ class TaskManager:
                     self._move(supervisor.task_id, TaskStatus.FAILED, error=error)
                 self._running.pop(supervisor.task_id, None)
                 self._cond.notify_all()
+            self._save_end(supervisor.task_id)
             self._workers.discard(threading.current_thread())
+
+    def _save_end(self, task_id: str) -> None:
+        """A terminal record that could not be saved (a full disk) is saved again until it
+        is, or the service stops (a restart then decides from the lake)."""
+        delay = 0.5
+        while True:
+            saved = self._saved.get(task_id)
+            try:
+                if saved is not None:
+                    saved.result(SAVE_TIMEOUT_SECONDS)
+                return
+            except Exception as exc:
+                log.warning(
+                    "%s: its end is not saved yet (%s); retrying in %g s", task_id, exc, delay
+                )
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
+            with self._cond:
+                self._persist(self._tasks[task_id])
 
 
 def _why(task: Task) -> str:

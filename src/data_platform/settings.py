@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serverkit.lakefs import is_local, normalize_uri, resolve_storage_options
+
+DEFAULT_TASK_TIME_LIMIT = 24 * 3600.0
 
 
 class LakeUri(str):
@@ -41,7 +43,7 @@ def _fspath(value: Any) -> Any:
 class DataPlatformSettings(BaseSettings):
     """Every knob of the Data Platform; built once and passed to ``create_app``."""
 
-    model_config = SettingsConfigDict(env_prefix="DP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DP_", extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = 8001
@@ -79,12 +81,25 @@ class DataPlatformSettings(BaseSettings):
         None, ge=1, description="Tasks at once; unset: 1 (local) or the Ray cluster's CPUs (ray)."
     )
     cancel_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL delay.")
-    task_timeout_seconds: float | None = Field(None, gt=0, description="Optional time limit.")
+    task_time_limit: float | None = Field(
+        DEFAULT_TASK_TIME_LIMIT,
+        gt=0,
+        description="Longest a task may run, in seconds (default 24 h); 'none': no limit.",
+    )
+    task_timeout_seconds: float | None = Field(
+        None, gt=0, description="Older name of the time limit; when set it wins."
+    )
     task_memory_mb: int | None = Field(
         None, gt=0, description="Optional limit on the resident memory of a task's process tree."
     )
     log_max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Per-task log cap.")
-    api_key: str | None = Field(None, description="When set, requests need 'Bearer <key>'.")
+    api_key: str | None = Field(
+        None,
+        # Either key protects both services: with only the AI Platform's key set, the Data
+        # Platform requires it too (the AI Platform sends it here).
+        validation_alias=AliasChoices("DP_API_KEY", "AIP_API_KEY"),
+        description="When set, requests need 'Bearer <key>'; unset: AIP_API_KEY stands in.",
+    )
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body.")
     log_requests: bool = Field(False, description="Log one line per request (off: errors only).")
     compact_every_commits: int = Field(200, ge=1, description="Compact task records this often.")
@@ -94,6 +109,20 @@ class DataPlatformSettings(BaseSettings):
     version_retention_hours: float = Field(
         168.0, ge=0, description="Versions older than this are removed unless a model pins them."
     )
+
+    @field_validator("task_time_limit", mode="before")
+    @classmethod
+    def _no_limit(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("none", "off", "0", ""):
+            return None
+        return value
+
+    @property
+    def time_limit_seconds(self) -> float | None:
+        """The time limit tasks run under (None: none)."""
+        if self.task_timeout_seconds is not None:
+            return self.task_timeout_seconds
+        return self.task_time_limit
 
     @property
     def storage_options(self) -> dict[str, str]:

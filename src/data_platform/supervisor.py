@@ -13,12 +13,15 @@ lake, so the same supervisor drives a local process, a Ray task or a fake in the
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from data_platform import recovery
 from data_platform.execution import MEMORY, Execution, Executor, Outcome, RunSpec
+from data_platform.faults import crash_point
 from data_platform.store import Lake
 from lakeapi.schemas import FailureReason, Task, TaskError, TaskStatus
 
@@ -32,11 +35,8 @@ STOPPED_WAIT_SECONDS = 10.0  # for the outcome of a tree that stop() already rea
 class TaskRecords(Protocol):
     """What a supervisor changes on its task's record (the manager implements it)."""
 
-    def running(self, task_id: str, version_before: int | None) -> Task:
-        """PENDING -> RUNNING; returns once the record is durable."""
-
-    def started(self, task_id: str, execution: Execution) -> None:
-        """Where the started task runs (pid, node)."""
+    def running(self, task_id: str, version_before: int | None, execution: Execution) -> Task:
+        """PENDING -> RUNNING with where it runs (pid, node); returns once durable."""
 
     def progress(self, task_id: str, points: list[dict[str, Any]], persist: bool) -> None:
         """New progress points; ``persist``: also save them (fire-and-forget)."""
@@ -125,6 +125,7 @@ class Supervisor:
         self.limits = limits
         self.execution = execution
         self._reattached = execution is not None
+        self._started_at = task.started_at
         self._stop = threading.Event()
         self._cancel = False
         self._shutdown = False
@@ -151,18 +152,20 @@ class Supervisor:
         breach: TaskError | None = None
         version_before = self.task.output_version_before
         try:
-            if not self._reattached:
+            if not self._reattached and not self._stop.is_set():
                 version_before = self.lake.version_of(self.spec.output_uri)
-                # Durable before anything can write: a restart then knows what to roll back.
-                self.records.running(self.task_id, version_before)
-                if not self._stop.is_set():
-                    try:
-                        self.execution = self.executor.start(self.spec)
-                    except Exception as exc:
-                        log.warning("%s: could not start: %s", self.task_id, exc)
-                        start_error = exc
-                    else:
-                        self.records.started(self.task_id, self.execution)
+                try:
+                    self._recheck()
+                    self.execution = self.executor.start(self.spec)
+                except Exception as exc:
+                    log.warning("%s: could not start: %s", self.task_id, exc)
+                    start_error = exc
+                else:
+                    # The process starts held; the record (with what to roll back to) is
+                    # durable before it is released, so nothing is written unrecorded.
+                    task = self.records.running(self.task_id, version_before, self.execution)
+                    self._started_at = task.started_at
+                    self.execution.release()
             if self.execution is not None:
                 outcome, breach = self._watch(self.execution)
         except Exception as exc:
@@ -239,13 +242,10 @@ class Supervisor:
             if error is None:
                 assert facts.outcome is not None
                 self._pin_source()
-                self.records.finish(
-                    self.task_id,
-                    TaskStatus.COMPLETED,
-                    result=facts.outcome.result,
-                    output_version=self.lake.version_of(self.spec.output_uri),
-                )
-                return
+                crash_point("end:before-marker")
+                error = self._complete(facts.outcome)
+                if error is None:
+                    return
             if execution is not None:  # only a started task can have written anything
                 error = self._roll_back(error, version_before)
         except Exception as exc:
@@ -260,15 +260,49 @@ class Supervisor:
         except Exception:
             log.exception("%s: recording its end failed", self.task_id)
 
+    def _complete(self, outcome: Outcome) -> TaskError | None:
+        """Mark the output, then record the task completed; the error when the marker, the
+        durable proof of completion, cannot be committed (the output is then rolled back)."""
+        try:
+            marked = recovery.mark_completed(
+                self.lake, self.spec.output_uri, self.task, outcome.result
+            )
+        except Exception as exc:
+            log.exception("%s: committing its completion marker failed", self.task_id)
+            return TaskError(
+                reason=FailureReason.CRASHED,
+                type=type(exc).__name__,
+                message=f"its completion could not be recorded in the output: {exc}",
+            )
+        crash_point("end:after-marker")
+        self.records.finish(
+            self.task_id, TaskStatus.COMPLETED, result=outcome.result, output_version=marked
+        )
+        crash_point("end:after-record")
+        return None
+
     def _roll_back(self, error: TaskError, version_before: int | None) -> TaskError:
         try:
-            undo = self.lake.roll_back(self.spec.output_uri, version_before)
+            undo = recovery.roll_back(
+                self.lake, self.spec.output_uri, version_before, self._started_at
+            )
         except Exception as exc:
             log.exception("%s: rolling its output back failed", self.task_id)
             undo = f"could not be rolled back: {exc}"
         if not undo:
             return error
         return error.model_copy(update={"message": f"{error.message} (output {undo})"})
+
+    def _recheck(self) -> None:
+        """What submit checked may have changed while the task waited: check it again."""
+        if not os.path.isfile(self.spec.script_path):
+            raise FileNotFoundError(f"its script {self.task.script!r} no longer exists")
+        ref = self.lake.parse_ref(self.task.input) if self.task.input else None
+        if ref is not None:
+            if self.lake.version_of(self.spec.input_uri) is None:
+                raise FileNotFoundError(f"its input {self.task.input!r} no longer exists")
+        elif self.spec.input_uri and not os.path.exists(self.spec.input_uri):
+            raise FileNotFoundError(f"its input {self.task.input!r} no longer exists")
 
     def _check_output(self) -> TaskError | None:
         """A task that writes a model must leave a servable model record; else it failed."""

@@ -4,6 +4,12 @@ Each record is one row keyed by ``id``; writes are upserts (``merge_insert``), s
 is one atomic Lance commit and a crash never leaves half a record. Every commit also adds a
 Lance version, so ``compact`` folds the small fragments together and drops old versions.
 
+A damaged table still opens: a latest manifest that cannot be read (torn by a crash or a full
+disk) is logged by name and moved aside into ``_damaged/``, and the table reads as of the
+newest version that can be read; a missing latest manifest (the version hint names a later
+one) is logged too. What those versions held is for the caller to reconcile (the Data
+Platform rebuilds task records from its outputs' completion markers).
+
 The table is addressed by URI (a local path, ``file://...`` or ``s3://bucket/prefix/x.lance``)
 with Lance's storage options; nothing here assumes a local disk.
 
@@ -26,17 +32,115 @@ from typing import Any
 import lance
 import pyarrow as pa
 
+from serverkit.lakefs import LakeFS
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = pa.schema([("id", pa.string()), ("data", pa.string())])
+_U64_MAX = 2**64 - 1
+DAMAGED_DIR = "_damaged"
+
+
+class RecordTableDamaged(RuntimeError):
+    """No version of a record table can be read."""
 
 
 def open_dataset(uri: str, storage_options: dict[str, str] | None = None) -> Any:
-    """The Lance dataset at ``uri``, or None when nothing is committed there."""
+    """The Lance dataset at ``uri``, or None when nothing is committed there.
+
+    Raises:
+        RecordTableDamaged: manifests exist but none of them can be read.
+    """
     try:
-        return lance.dataset(uri, storage_options=storage_options or None)
-    except (ValueError, OSError, FileNotFoundError):
+        ds = lance.dataset(uri, storage_options=storage_options or None)
+    except (ValueError, OSError):
+        manifests = list_manifests(uri, storage_options)
+        if not manifests:
+            return None
+        return _fall_back(uri, storage_options, manifests)
+    _check_hint(uri, storage_options, int(ds.version))
+    return ds
+
+
+def list_manifests(
+    uri: str, storage_options: dict[str, str] | None = None
+) -> list[tuple[int, str]]:
+    """(version, file name) of every manifest under ``uri``, newest first."""
+    lfs = LakeFS(uri, storage_options)
+    found = []
+    for name in lfs.children(lfs.join("_versions")):
+        version = manifest_version(name)
+        if version is not None:
+            found.append((version, name))
+    return sorted(found, reverse=True)
+
+
+def manifest_version(name: str) -> int | None:
+    """The version a manifest file holds: ``N.manifest``, or Lance's newer naming whose
+    20-digit stem is ``u64::MAX - N`` (so that the newest sorts first in a listing)."""
+    stem, dot, ext = name.partition(".")
+    if ext != "manifest" or not dot or not stem.isdigit():
         return None
+    number = int(stem)
+    return _U64_MAX - number if len(stem) == 20 and number > 2**63 else number
+
+
+def _fall_back(
+    uri: str, storage_options: dict[str, str] | None, manifests: list[tuple[int, str]]
+) -> Any:
+    damaged: list[str] = []
+    for version, name in manifests:
+        try:
+            lance.dataset(uri, version=version, storage_options=storage_options or None)
+        except (ValueError, OSError) as exc:
+            log.error(
+                "record table %s: manifest %s/_versions/%s is unreadable: %s", uri, uri, name, exc
+            )
+            damaged.append(name)
+            continue
+        for bad in damaged:
+            quarantine_manifest(uri, storage_options, bad)
+        log.error(
+            "record table %s: falling back to version %d, the newest readable one; "
+            "the damaged manifests were moved to %s/%s/",
+            uri,
+            version,
+            uri,
+            DAMAGED_DIR,
+        )
+        return lance.dataset(uri, storage_options=storage_options or None)
+    files = ", ".join(f"{uri}/_versions/{n}" for n in damaged)
+    raise RecordTableDamaged(f"record table {uri}: no manifest can be read ({files})")
+
+
+def quarantine_manifest(uri: str, storage_options: dict[str, str] | None, name: str) -> str:
+    """Move one manifest out of ``_versions`` (kept, not deleted); returns where it went."""
+    lfs = LakeFS(uri, storage_options)
+    lfs.makedirs(lfs.join(DAMAGED_DIR))
+    target = lfs.join(DAMAGED_DIR, name)
+    # LakeFS has no move yet: its pyarrow file system moves within the lake.
+    lfs.fs.move(lfs._path(lfs.join("_versions", name)), lfs._path(target))
+    return target
+
+
+def _check_hint(uri: str, storage_options: dict[str, str] | None, version: int) -> None:
+    """Say so when the newest manifest is missing: Lance then reads the one before silently."""
+    lfs = LakeFS(uri, storage_options)
+    try:
+        with lfs.fs.open_input_stream(
+            lfs._path(lfs.join("_versions", "latest_version_hint.json"))
+        ) as fh:
+            hinted = int(json.loads(fh.read()).get("version", 0))
+    except (OSError, ValueError, AttributeError):
+        return
+    if hinted > version:
+        log.error(
+            "record table %s: the manifest of version %d is missing; reading version %d "
+            "(the newest one left); records of the missing versions are reconciled by the caller",
+            uri,
+            hinted,
+            version,
+        )
 
 
 class RecordTable:
