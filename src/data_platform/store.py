@@ -23,14 +23,32 @@ import lance
 import pyarrow as pa
 
 from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound, NotFound
-from lakeapi.names import check_name
+from lakeapi.names import (
+    InUse,
+    Ref,
+    TagNotFound,
+    VersionNotFound,
+    check_name,
+    check_tag,
+    parse_ref,
+    split_uri,
+)
 from lakeapi.pages import page
-from lakeapi.schemas import Dataset, DatasetVersion, Model, Task
+from lakeapi.schemas import (
+    Dataset,
+    DatasetVersion,
+    Model,
+    ModelVersion,
+    Restored,
+    Tag,
+    Task,
+)
 from serverkit.lakefs import LakeFS, normalize_uri
 from serverkit.recordstore import RecordTable
 
 KINDS = ("datasets", "models")
-_PIN_PREFIX = "model-"
+_PIN_PREFIX = "model-"  # a dataset version a model was trained on
+SERVICE_PREFIX = "service-"  # a model version a service runs (the AI Platform sets it)
 _SUFFIX = ".lance"
 
 
@@ -61,12 +79,26 @@ class Lake:
         return self.fs.join(kind, check_name(name, kind[:-1] + " id") + _SUFFIX)
 
     def parse_ref(self, ref: str) -> tuple[str, str] | None:
-        """Split ``datasets/NAME`` into its kind and name; None if it is not a lake reference."""
-        kind, sep, name = ref.strip().strip("/").partition("/")
-        if sep and kind in KINDS:
-            check_name(name, kind[:-1] + " id")
-            return kind, name
-        return None
+        """Split ``datasets/NAME`` into its kind and name; None if it is not a lake reference.
+
+        Raises:
+            InvalidRequest: the reference names a version or tag (``@``): not an output.
+        """
+        parsed = parse_ref(ref)
+        if parsed is None:
+            return None
+        if parsed.at is not None:
+            raise InvalidRequest(f"{ref!r} names a version: an output is a plain name")
+        return parsed.kind, parsed.name
+
+    def resolve(self, ref: Ref) -> int:
+        """The exact version a reference names (its latest when it names none).
+
+        Raises:
+            DatasetNotFound, ModelNotFound, VersionNotFound, TagNotFound.
+        """
+        ds = self._open(ref.kind, ref.name, _MISSING[ref.kind])
+        return self._version_at(ds, ref)
 
     # -- datasets ------------------------------------------------------------------------
 
@@ -82,17 +114,33 @@ class Lake:
 
     def dataset_versions(self, name: str) -> list[DatasetVersion]:
         ds = self._open("datasets", name, DatasetNotFound)
+        tags = _tags_by_version(ds)
         return [
             DatasetVersion(
                 version=v["version"],
                 timestamp=_utc(v.get("timestamp")),
                 num_rows=_int_or_none(v.get("metadata", {}).get("total_rows")),
+                tags=tags.get(v["version"], []),
             )
             for v in ds.versions()
         ]
 
-    def delete_dataset(self, name: str) -> None:
-        self._open("datasets", name, DatasetNotFound)
+    def delete_dataset(self, name: str, force: bool = False) -> None:
+        """Delete a dataset; unless ``force``, refused (409 IN_USE) while a model names a
+        version of it as its training data."""
+        ds = self._open("datasets", name, DatasetNotFound)
+        users = [
+            "model {} version {} (trained on version {})".format(
+                *tag.removeprefix(_PIN_PREFIX).rpartition("-v")[::2], info["version"]
+            )
+            for tag, info in ds.tags.list().items()
+            if tag.startswith(_PIN_PREFIX)
+        ]
+        if users and not force:
+            raise InUse(
+                f"Dataset '{name}' is used by {', '.join(sorted(users))}: delete those models "
+                "first, or pass force=true"
+            )
         self.fs.delete_tree(self.path_of("datasets", name))
 
     # -- models --------------------------------------------------------------------------
@@ -107,8 +155,19 @@ class Lake:
         ds = self._open("models", name, ModelNotFound)
         return self._describe_model(name, ds)
 
-    def delete_model(self, name: str) -> None:
-        self._open("models", name, ModelNotFound)
+    def delete_model(self, name: str, force: bool = False) -> None:
+        """Delete a model; unless ``force``, refused (409 IN_USE) while a service runs it."""
+        ds = self._open("models", name, ModelNotFound)
+        users = [
+            f"service {tag.removeprefix(SERVICE_PREFIX)} (version {info['version']})"
+            for tag, info in ds.tags.list().items()
+            if tag.startswith(SERVICE_PREFIX)
+        ]
+        if users and not force:
+            raise InUse(
+                f"Model '{name}' is used by {', '.join(sorted(users))}: delete those services "
+                "first, or pass force=true"
+            )
         for dataset in self._names("datasets"):
             try:
                 self._unpin(self.path_of("datasets", dataset), name)
@@ -116,6 +175,100 @@ class Lake:
                 continue  # no committed version: nothing pinned there
 
         self.fs.delete_tree(self.path_of("models", name))
+
+    def model_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of a model record, with its metrics and where it came from."""
+        from lakekit import modelrec
+
+        path = self.path_of("models", name)
+        ds = self._open("models", name, ModelNotFound)
+        tags = _tags_by_version(ds)
+        found = []
+        for v in ds.versions():
+            try:
+                info = modelrec.read_model_info(path, v["version"], self.storage_options)
+            except Exception:  # a version written before it was a model record
+                info = {}
+            found.append(
+                ModelVersion(
+                    version=v["version"],
+                    timestamp=_utc(v.get("timestamp")),
+                    num_rows=_int_or_none(v.get("metadata", {}).get("total_rows")),
+                    tags=tags.get(v["version"], []),
+                    created_at=info.get("created_at"),
+                    metrics=info.get("metrics") or {},
+                    params=info.get("params") or {},
+                    source=info.get("source") or {},
+                    provenance=info.get("provenance") or {},
+                )
+            )
+        return found
+
+    # -- tags and restore ----------------------------------------------------------------
+
+    def tags(self, kind: str, name: str) -> list[Tag]:
+        """The tags of a dataset or model, by name."""
+        ds = self._open(kind, name, _MISSING.get(kind, NotFound))
+        return sorted((_tag(t, info) for t, info in ds.tags.list().items()), key=_by_name)
+
+    def tag(self, kind: str, name: str, tag: str, at: int | str, move: bool = False) -> Tag:
+        """Put ``tag`` on the version ``at`` names (a number, or another tag).
+
+        Args:
+            move: move the tag when it exists (else that is 409 ALREADY_EXISTS).
+
+        Raises:
+            DatasetNotFound, ModelNotFound, VersionNotFound, TagNotFound, AlreadyExists.
+        """
+        from lakeapi.names import AlreadyExists
+
+        check_tag(tag)
+        ds = self._open(kind, name, _MISSING.get(kind, NotFound))
+        version = self._version_at(ds, _ref_at(kind, name, at))
+        existing = ds.tags.list()
+        if tag in existing and not move:
+            raise AlreadyExists(
+                f"{kind[:-1].capitalize()} '{name}' already has tag '{tag}' (on version "
+                f"{existing[tag]['version']}): move it with PUT"
+            )
+        if tag in existing:
+            ds.tags.update(tag, version)
+        else:
+            ds.tags.create(tag, version)
+        return _tag(tag, ds.tags.list()[tag])
+
+    def untag(self, kind: str, name: str, tag: str) -> None:
+        """Remove a tag (the version stays). Raises TagNotFound."""
+        ds = self._open(kind, name, _MISSING.get(kind, NotFound))
+        if tag not in ds.tags.list():
+            raise TagNotFound(f"{kind[:-1].capitalize()} '{name}' has no tag '{tag}'")
+        ds.tags.delete(tag)
+
+    def restore(self, kind: str, name: str, at: int | str) -> Restored:
+        """Make the content of version ``at`` the latest again, as a new version (nothing is
+        rewritten: the new version reads the old one's data files).
+
+        Raises:
+            DatasetNotFound, ModelNotFound, VersionNotFound, TagNotFound.
+        """
+        ds = self._open(kind, name, _MISSING.get(kind, NotFound))
+        version = self._version_at(ds, _ref_at(kind, name, at))
+        ds.checkout_version(version).restore()
+        latest = int(self._dataset(self.path_of(kind, name)).version)
+        return Restored(version=latest, restored_from=version)
+
+    def _version_at(self, ds: lance.LanceDataset, ref: Ref) -> int:
+        what = f"{ref.kind[:-1].capitalize()} '{ref.name}'"
+        if ref.tag is not None:
+            tags = ds.tags.list()
+            if ref.tag not in tags:
+                raise TagNotFound(f"{what} has no tag '{ref.tag}'")
+            return int(tags[ref.tag]["version"])
+        if ref.version is not None:
+            if ref.version not in {int(v["version"]) for v in ds.versions()}:
+                raise VersionNotFound(f"{what} has no version {ref.version}")
+            return ref.version
+        return int(ds.version)
 
     # -- versions: what models pin, and housekeeping ---------------------------------------
 
@@ -129,6 +282,9 @@ class Lake:
         info = modelrec.read_model_info(str(model_path), storage_options=self.storage_options)
         source = info.get("source") or {}
         src_path, version = source.get("path"), source.get("version")
+        if src_path:
+            src_path, pinned = split_uri(str(src_path))
+            version = pinned if version is None else version
         if not src_path or version is None or self._dataset_name(str(src_path)) is None:
             return None
         ds = self._dataset(str(src_path))
@@ -166,8 +322,10 @@ class Lake:
         return {tag: info["version"] for tag, info in ds.tags.list().items()}
 
     def clean_old_versions(self, older_than: timedelta) -> dict[str, int]:
-        """Drop dataset and model versions older than ``older_than``, except tagged (pinned)
-        versions and each dataset's latest; returns versions removed per path."""
+        """Drop dataset and model versions older than ``older_than``, except each one's latest
+        and every tagged version: user tags, model aliases, the dataset versions models were
+        trained on (``model-*``) and the model versions services run (``service-*``).
+        Returns versions removed per path."""
         removed = {}
         for kind in KINDS:
             for name in self._names(kind):
@@ -268,6 +426,7 @@ class Lake:
             created_at=_utc(versions[0]["timestamp"]) if versions else None,
             updated_at=_utc(versions[-1]["timestamp"]) if versions else None,
             metadata=metadata,
+            tags={tag: int(info["version"]) for tag, info in ds.tags.list().items()},
         )
 
     def _describe_model(self, name: str, ds: lance.LanceDataset) -> Model:
@@ -305,7 +464,9 @@ class Lake:
             signature=info.get("signature"),
             labels=list(info.get("labels") or []),
             preprocessing=info.get("preprocessing"),
-            info={k: v for k, v in info.items() if k not in known | {"created_at"}},
+            info={k: v for k, v in info.items() if k not in known | {"created_at", "provenance"}},
+            provenance=info.get("provenance") or {},
+            tags={tag: int(t["version"]) for tag, t in ds.tags.list().items()},
         )
 
 
@@ -335,6 +496,35 @@ def simple_schema(schema: pa.Schema) -> dict[str, str]:
 def _size_bytes(ds: lance.LanceDataset) -> int:
     """Bytes of the data files the current version reads (old versions not counted)."""
     return sum(f.file_size_bytes or 0 for frag in ds.get_fragments() for f in frag.data_files())
+
+
+_MISSING: dict[str, type[NotFound]] = {"datasets": DatasetNotFound, "models": ModelNotFound}
+
+
+def _ref_at(kind: str, name: str, at: int | str) -> Ref:
+    if isinstance(at, int) or at.isdigit():
+        return Ref(kind, name, version=int(at))
+    return Ref(kind, name, tag=check_tag(at))
+
+
+def _tag(name: str, info: Any) -> Tag:  # a lance tag (a TypedDict)
+    return Tag(
+        name=name,
+        version=int(info["version"]),
+        created_at=_utc(info.get("created_at")),
+        updated_at=_utc(info.get("updated_at")),
+    )
+
+
+def _by_name(tag: Tag) -> str:
+    return tag.name
+
+
+def _tags_by_version(ds: lance.LanceDataset) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for tag, info in sorted(ds.tags.list().items()):
+        found.setdefault(int(info["version"]), []).append(tag)
+    return found
 
 
 def _valid(name: str, kind: str) -> bool:

@@ -28,6 +28,8 @@ params              string (JSON)  training parameters
 metrics             string (JSON)  final metrics
 history             string (JSON)  one dict per epoch
 source              string (JSON)  {"path", "name", "version"} of the training dataset
+provenance          string (JSON)  the task that wrote it: {"task_id", "script",
+                                   "script_sha256"} (optional: older records lack it)
 framework           string (JSON)  torch / python / pylance versions
 created_at          string         UTC ISO 8601
 record_version      int32          version of this layout (2)
@@ -58,12 +60,16 @@ import numpy as np
 import pyarrow as pa
 
 from lakeapi.errors import InvalidRequest, ModelNotFound
+from lakeapi.names import AlreadyExists, split_uri
 from lakekit import signature as sig
 
 if TYPE_CHECKING:
     import torch
 
 RECORD_VERSION = 2
+TASK_ID_ENV = "LAKEKIT_TASK_ID"  # the platform's task id, in the task's environment
+WRITE_MODE_ENV = "LAKEKIT_WRITE_MODE"  # create, overwrite or append: as the task was submitted
+_SCRIPT_MODULE = "user_script"  # the name the platform's task runner imports the script as
 FORMAT = "torch.export"
 _MARKER_KEY = b"lakekit:record"
 _MARKER_VALUE = b"model"
@@ -76,9 +82,10 @@ _JSON_COLUMNS = (
     "history",
     "source",
     "framework",
+    "provenance",
 )
-# Columns record_version 2 added: a version-1 record lacks them and is still a model record.
-ADDED_IN_V2 = ("signature", "preprocessing")
+# Columns added since the first layout: a record without them is still a model record.
+ADDED_IN_V2 = ("signature", "preprocessing", "provenance")
 
 SCHEMA = pa.schema(
     [
@@ -98,6 +105,7 @@ SCHEMA = pa.schema(
         pa.field("history", pa.string()),
         pa.field("source", pa.string()),
         pa.field("framework", pa.string()),
+        pa.field("provenance", pa.string()),
         pa.field("created_at", pa.string()),
         pa.field("record_version", pa.int32()),
     ],
@@ -214,8 +222,11 @@ def _open(
     version: int | None = None,
     storage_options: dict[str, str] | None = None,
 ) -> lance.LanceDataset:
-    """Open a model record; ModelNotFound if nothing is there, InvalidRequest if not a model."""
-    path = os.fspath(path)
+    """Open a model record; ModelNotFound if nothing is there, InvalidRequest if not a model.
+
+    A pinned URI (``...?version=N``, as a task input ``models/NAME@3`` arrives) opens N."""
+    path, pinned = split_uri(os.fspath(path))
+    version = pinned if version is None else version
     if "://" not in path and (
         not os.path.exists(path) or (os.path.isdir(path) and not os.listdir(path))
     ):
@@ -261,7 +272,35 @@ def _info_from_row(row: dict[str, Any], ds: lance.LanceDataset, path: str) -> di
         info["preprocessing"] = sig.preprocessing_from_input_spec(spec)
     info["path"] = path
     info["version"] = ds.version
+    info["provenance"] = info.get("provenance") or {}
     return info
+
+
+def write_mode() -> str:
+    """The write mode the platform gave this task (``overwrite`` outside a task).
+
+    Raises:
+        ValueError: ``LAKEKIT_WRITE_MODE`` is set to something else than the three modes.
+    """
+    mode = os.environ.get(WRITE_MODE_ENV, "").strip() or "overwrite"
+    if mode not in ("create", "overwrite", "append"):
+        raise ValueError(f"{WRITE_MODE_ENV}={mode!r}: use create, overwrite or append")
+    return mode
+
+
+def provenance() -> dict[str, Any]:
+    """What made this record: the platform's task id and the script with its sha256."""
+    import sys
+
+    found: dict[str, Any] = {}
+    if os.environ.get(TASK_ID_ENV):
+        found["task_id"] = os.environ[TASK_ID_ENV]
+    script = getattr(sys.modules.get(_SCRIPT_MODULE), "__file__", None)
+    if script and os.path.isfile(script):
+        with open(script, "rb") as fh:
+            found["script_sha256"] = hashlib.sha256(fh.read()).hexdigest()
+        found["script"] = os.path.abspath(script)
+    return found
 
 
 def write_record(
@@ -297,6 +336,9 @@ def write_record(
     )
     if problem:
         raise ValueError(problem)
+    mode = write_mode()
+    if mode == "append":
+        raise ValueError("a model record cannot be appended to: write it with mode overwrite")
     exists = "://" in path or os.path.exists(path)
     if exists:
         try:
@@ -304,6 +346,8 @@ def write_record(
         except ModelNotFound:
             exists = False
         # An existing non-model dataset raises InvalidRequest here: never overwrite data.
+    if exists and mode == "create":
+        raise AlreadyExists(f"model {path} already exists (mode 'create')")
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     record = {
         "name": model_name(path),
@@ -322,6 +366,7 @@ def write_record(
         "history": _dumps(history or []),
         "source": _dumps(source or {}),
         "framework": _dumps(_framework()),
+        "provenance": _dumps(provenance()),
         "created_at": created_at,
         "record_version": RECORD_VERSION,
     }
