@@ -13,8 +13,6 @@ NAME_RULE = (
     "1-64 letters, digits, '_' or '-', starting with a letter or digit"  # the pattern in words
 )
 _NAME_RE = re.compile(NAME_PATTERN)
-# NAME, NAME@12 or NAME@tag
-REF_PATTERN = NAME_PATTERN[:-1] + "(@" + NAME_PATTERN[1:-1] + ")?$"
 
 
 def check_name(value: str, what: str = "name") -> str:
@@ -139,3 +137,10 @@ def split_uri(uri: str) -> tuple[str, int | None]:
     if sep and version.isdigit():
         return base, int(version)
     return uri, None
+
+
+# The codes above, for whoever rebuilds an error from its envelope (lakeapi.errors' table
+# does not know them yet).
+REF_ERRORS: dict[str, type[PlatformError]] = {
+    cls.code: cls for cls in (VersionNotFound, TagNotFound, AlreadyExists, InUse)
+}

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
-from lakeapi.names import NAME_PATTERN, REF_PATTERN, split_uri
+from lakeapi.errors import InvalidRequest
+from lakeapi.names import NAME_PATTERN, split_at, split_uri
 
 
 def utcnow() -> datetime:
@@ -377,10 +378,18 @@ class ServiceStatus(StrEnum):
     FAILED = "failed"
 
 
+def _model_ref(value: str) -> str:
+    try:
+        split_at(value, "model")
+    except InvalidRequest as exc:  # pydantic reports a ValueError as the field's error
+        raise ValueError(exc.message) from None
+    return value
+
+
 class ServiceCreate(Request):
     name: str = Field(pattern=NAME_PATTERN)
-    model: str = Field(
-        pattern=REF_PATTERN,
+    model: Annotated[str, AfterValidator(_model_ref)] = Field(
+        max_length=129,
         description="A model name in the lake: 'NAME' (its latest version), 'NAME@3' or "
         "'NAME@prod' (follow the alias: moving it rolls the service).",
     )

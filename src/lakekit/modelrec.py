@@ -172,7 +172,7 @@ class LoadedModel:
 
 def model_name(path: str | os.PathLike[str]) -> str:
     """The model's name: the last path component without ``.lance``."""
-    base = os.path.basename(os.fspath(path).rstrip("/"))
+    base = os.path.basename(split_uri(os.fspath(path))[0].rstrip("/"))
     return base[: -len(".lance")] if base.endswith(".lance") else base
 
 
@@ -270,7 +270,7 @@ def _info_from_row(row: dict[str, Any], ds: lance.LanceDataset, path: str) -> di
         spec, labels = info.get("input_spec") or {}, info.get("labels") or []
         info["signature"] = sig.from_input_spec(spec, labels)
         info["preprocessing"] = sig.preprocessing_from_input_spec(spec)
-    info["path"] = path
+    info["path"] = split_uri(path)[0]
     info["version"] = ds.version
     info["provenance"] = info.get("provenance") or {}
     return info
