@@ -45,7 +45,7 @@ from lakeapi.schemas import (
     TaskStatus,
     utcnow,
 )
-from lakekit.datasets import WRITE_MODE_ENV
+from lakekit.taskenv import WRITE_MODE_ENV
 from serverkit.recordstore import RecordWriter
 
 log = logging.getLogger(__name__)

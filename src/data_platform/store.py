@@ -16,33 +16,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import lance
 import pyarrow as pa
 
+from data_platform.lake_versions import LakeVersions, int_or_none, tags_by_version, utc
 from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound, NotFound
-from lakeapi.names import (
-    InUse,
-    Ref,
-    TagNotFound,
-    VersionNotFound,
-    check_name,
-    check_tag,
-    parse_ref,
-    split_uri,
-)
+from lakeapi.names import InUse, check_name, parse_ref, split_uri
 from lakeapi.pages import page
-from lakeapi.schemas import (
-    Dataset,
-    DatasetVersion,
-    Model,
-    ModelVersion,
-    Restored,
-    Tag,
-    Task,
-)
+from lakeapi.schemas import Dataset, DatasetVersion, Model, Task
 from serverkit.lakefs import LakeFS, normalize_uri
 from serverkit.recordstore import RecordTable
 
@@ -52,7 +36,7 @@ SERVICE_PREFIX = "service-"  # a model version a service runs (the AI Platform s
 _SUFFIX = ".lance"
 
 
-class Lake:
+class Lake(LakeVersions):
     """Datasets, models and task records under one root.
 
     Args:
@@ -91,15 +75,6 @@ class Lake:
             raise InvalidRequest(f"{ref!r} names a version: an output is a plain name")
         return parsed.kind, parsed.name
 
-    def resolve(self, ref: Ref) -> int:
-        """The exact version a reference names (its latest when it names none).
-
-        Raises:
-            DatasetNotFound, ModelNotFound, VersionNotFound, TagNotFound.
-        """
-        ds = self._open(ref.kind, ref.name, _MISSING[ref.kind])
-        return self._version_at(ds, ref)
-
     # -- datasets ------------------------------------------------------------------------
 
     def list_datasets(
@@ -114,12 +89,12 @@ class Lake:
 
     def dataset_versions(self, name: str) -> list[DatasetVersion]:
         ds = self._open("datasets", name, DatasetNotFound)
-        tags = _tags_by_version(ds)
+        tags = tags_by_version(ds)
         return [
             DatasetVersion(
                 version=v["version"],
-                timestamp=_utc(v.get("timestamp")),
-                num_rows=_int_or_none(v.get("metadata", {}).get("total_rows")),
+                timestamp=utc(v.get("timestamp")),
+                num_rows=int_or_none(v.get("metadata", {}).get("total_rows")),
                 tags=tags.get(v["version"], []),
             )
             for v in ds.versions()
@@ -175,100 +150,6 @@ class Lake:
                 continue  # no committed version: nothing pinned there
 
         self.fs.delete_tree(self.path_of("models", name))
-
-    def model_versions(self, name: str) -> list[ModelVersion]:
-        """Every version of a model record, with its metrics and where it came from."""
-        from lakekit import modelrec
-
-        path = self.path_of("models", name)
-        ds = self._open("models", name, ModelNotFound)
-        tags = _tags_by_version(ds)
-        found = []
-        for v in ds.versions():
-            try:
-                info = modelrec.read_model_info(path, v["version"], self.storage_options)
-            except Exception:  # a version written before it was a model record
-                info = {}
-            found.append(
-                ModelVersion(
-                    version=v["version"],
-                    timestamp=_utc(v.get("timestamp")),
-                    num_rows=_int_or_none(v.get("metadata", {}).get("total_rows")),
-                    tags=tags.get(v["version"], []),
-                    created_at=info.get("created_at"),
-                    metrics=info.get("metrics") or {},
-                    params=info.get("params") or {},
-                    source=info.get("source") or {},
-                    provenance=info.get("provenance") or {},
-                )
-            )
-        return found
-
-    # -- tags and restore ----------------------------------------------------------------
-
-    def tags(self, kind: str, name: str) -> list[Tag]:
-        """The tags of a dataset or model, by name."""
-        ds = self._open(kind, name, _MISSING.get(kind, NotFound))
-        return sorted((_tag(t, info) for t, info in ds.tags.list().items()), key=_by_name)
-
-    def tag(self, kind: str, name: str, tag: str, at: int | str, move: bool = False) -> Tag:
-        """Put ``tag`` on the version ``at`` names (a number, or another tag).
-
-        Args:
-            move: move the tag when it exists (else that is 409 ALREADY_EXISTS).
-
-        Raises:
-            DatasetNotFound, ModelNotFound, VersionNotFound, TagNotFound, AlreadyExists.
-        """
-        from lakeapi.names import AlreadyExists
-
-        check_tag(tag)
-        ds = self._open(kind, name, _MISSING.get(kind, NotFound))
-        version = self._version_at(ds, _ref_at(kind, name, at))
-        existing = ds.tags.list()
-        if tag in existing and not move:
-            raise AlreadyExists(
-                f"{kind[:-1].capitalize()} '{name}' already has tag '{tag}' (on version "
-                f"{existing[tag]['version']}): move it with PUT"
-            )
-        if tag in existing:
-            ds.tags.update(tag, version)
-        else:
-            ds.tags.create(tag, version)
-        return _tag(tag, ds.tags.list()[tag])
-
-    def untag(self, kind: str, name: str, tag: str) -> None:
-        """Remove a tag (the version stays). Raises TagNotFound."""
-        ds = self._open(kind, name, _MISSING.get(kind, NotFound))
-        if tag not in ds.tags.list():
-            raise TagNotFound(f"{kind[:-1].capitalize()} '{name}' has no tag '{tag}'")
-        ds.tags.delete(tag)
-
-    def restore(self, kind: str, name: str, at: int | str) -> Restored:
-        """Make the content of version ``at`` the latest again, as a new version (nothing is
-        rewritten: the new version reads the old one's data files).
-
-        Raises:
-            DatasetNotFound, ModelNotFound, VersionNotFound, TagNotFound.
-        """
-        ds = self._open(kind, name, _MISSING.get(kind, NotFound))
-        version = self._version_at(ds, _ref_at(kind, name, at))
-        ds.checkout_version(version).restore()
-        latest = int(self._dataset(self.path_of(kind, name)).version)
-        return Restored(version=latest, restored_from=version)
-
-    def _version_at(self, ds: lance.LanceDataset, ref: Ref) -> int:
-        what = f"{ref.kind[:-1].capitalize()} '{ref.name}'"
-        if ref.tag is not None:
-            tags = ds.tags.list()
-            if ref.tag not in tags:
-                raise TagNotFound(f"{what} has no tag '{ref.tag}'")
-            return int(tags[ref.tag]["version"])
-        if ref.version is not None:
-            if ref.version not in {int(v["version"]) for v in ds.versions()}:
-                raise VersionNotFound(f"{what} has no version {ref.version}")
-            return ref.version
-        return int(ds.version)
 
     # -- versions: what models pin, and housekeeping ---------------------------------------
 
@@ -423,8 +304,8 @@ class Lake:
             num_rows=ds.count_rows(),
             size_bytes=_size_bytes(ds),
             version=ds.version,
-            created_at=_utc(versions[0]["timestamp"]) if versions else None,
-            updated_at=_utc(versions[-1]["timestamp"]) if versions else None,
+            created_at=utc(versions[0]["timestamp"]) if versions else None,
+            updated_at=utc(versions[-1]["timestamp"]) if versions else None,
             metadata=metadata,
             tags={tag: int(info["version"]) for tag, info in ds.tags.list().items()},
         )
@@ -498,51 +379,9 @@ def _size_bytes(ds: lance.LanceDataset) -> int:
     return sum(f.file_size_bytes or 0 for frag in ds.get_fragments() for f in frag.data_files())
 
 
-_MISSING: dict[str, type[NotFound]] = {"datasets": DatasetNotFound, "models": ModelNotFound}
-
-
-def _ref_at(kind: str, name: str, at: int | str) -> Ref:
-    if isinstance(at, int) or at.isdigit():
-        return Ref(kind, name, version=int(at))
-    return Ref(kind, name, tag=check_tag(at))
-
-
-def _tag(name: str, info: Any) -> Tag:  # a lance tag (a TypedDict)
-    return Tag(
-        name=name,
-        version=int(info["version"]),
-        created_at=_utc(info.get("created_at")),
-        updated_at=_utc(info.get("updated_at")),
-    )
-
-
-def _by_name(tag: Tag) -> str:
-    return tag.name
-
-
-def _tags_by_version(ds: lance.LanceDataset) -> dict[int, list[str]]:
-    found: dict[int, list[str]] = {}
-    for tag, info in sorted(ds.tags.list().items()):
-        found.setdefault(int(info["version"]), []).append(tag)
-    return found
-
-
 def _valid(name: str, kind: str) -> bool:
     try:
         check_name(name, kind[:-1] + " id")
     except InvalidRequest:
         return False
     return True
-
-
-def _utc(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return None
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -37,7 +37,8 @@ import lance
 
 from lakeapi.errors import DatasetNotFound
 from lakeapi.names import AlreadyExists, split_uri
-from lakekit.modelrec import WRITE_MODE_ENV, model_name, write_mode
+from lakekit.modelrec import model_name
+from lakekit.taskenv import WRITE_MODE_ENV, write_mode
 
 if TYPE_CHECKING:
     import daft.io

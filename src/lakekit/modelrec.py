@@ -62,14 +62,12 @@ import pyarrow as pa
 from lakeapi.errors import InvalidRequest, ModelNotFound
 from lakeapi.names import AlreadyExists, split_uri
 from lakekit import signature as sig
+from lakekit.taskenv import provenance, write_mode
 
 if TYPE_CHECKING:
     import torch
 
 RECORD_VERSION = 2
-TASK_ID_ENV = "LAKEKIT_TASK_ID"  # the platform's task id, in the task's environment
-WRITE_MODE_ENV = "LAKEKIT_WRITE_MODE"  # create, overwrite or append: as the task was submitted
-_SCRIPT_MODULE = "user_script"  # the name the platform's task runner imports the script as
 FORMAT = "torch.export"
 _MARKER_KEY = b"lakekit:record"
 _MARKER_VALUE = b"model"
@@ -274,33 +272,6 @@ def _info_from_row(row: dict[str, Any], ds: lance.LanceDataset, path: str) -> di
     info["version"] = ds.version
     info["provenance"] = info.get("provenance") or {}
     return info
-
-
-def write_mode() -> str:
-    """The write mode the platform gave this task (``overwrite`` outside a task).
-
-    Raises:
-        ValueError: ``LAKEKIT_WRITE_MODE`` is set to something else than the three modes.
-    """
-    mode = os.environ.get(WRITE_MODE_ENV, "").strip() or "overwrite"
-    if mode not in ("create", "overwrite", "append"):
-        raise ValueError(f"{WRITE_MODE_ENV}={mode!r}: use create, overwrite or append")
-    return mode
-
-
-def provenance() -> dict[str, Any]:
-    """What made this record: the platform's task id and the script with its sha256."""
-    import sys
-
-    found: dict[str, Any] = {}
-    if os.environ.get(TASK_ID_ENV):
-        found["task_id"] = os.environ[TASK_ID_ENV]
-    script = getattr(sys.modules.get(_SCRIPT_MODULE), "__file__", None)
-    if script and os.path.isfile(script):
-        with open(script, "rb") as fh:
-            found["script_sha256"] = hashlib.sha256(fh.read()).hexdigest()
-        found["script"] = os.path.abspath(script)
-    return found
 
 
 def write_record(
