@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from tests.cli.conftest import Run, ingest
+from tests.sdk.test_versions_sdk import train_script
+from tests.support import PlatformServers
 
 
 def test_dataset_versions_tags_and_restore_from_the_shell(aip: Run):
@@ -38,7 +40,7 @@ def test_dataset_versions_tags_and_restore_from_the_shell(aip: Run):
     assert code == 3 and "no tag 'baseline'" in err
 
 
-def test_model_versions_and_a_forced_delete(aip: Run):
+def test_model_versions_and_a_forced_delete(aip: Run, platform: PlatformServers):
     code, _, err = aip(
         *ingest(
             "--wait",
@@ -50,7 +52,7 @@ def test_model_versions_and_a_forced_delete(aip: Run):
         )
     )
     assert code == 0, err
-    train = ["--name", "clivm_t", "--input", "clivm", "--script", "fixtures/train_tiny.py"]
+    train = ["--name", "clivm_t", "--input", "clivm", "--script", train_script(platform)]
     code, _, err = aip("train", *train, "--output", "clivm_m", "--wait")
     assert code == 0, err
     (version,) = aip.json("models", "versions", "clivm_m")
@@ -60,7 +62,7 @@ def test_model_versions_and_a_forced_delete(aip: Run):
     code, out, _ = aip("models", "tag", "clivm_m", "prod", "1")
     assert code == 0 and "clivm_m@prod -> version 1" in out
     code, out, _ = aip("models", "show", "clivm_m")
-    assert code == 0 and "prod=1" in out and "train_tiny.py" in out
+    assert code == 0 and "prod=1" in out and "versions_train.py" in out
 
     code, _, err = aip("datasets", "rm", "clivm")
     assert code == 4 and "model clivm_m version 1" in err

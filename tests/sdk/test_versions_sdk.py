@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aip import Client
 from aip.errors import AlreadyExists, InUse, NotFound, TagNotFound, VersionNotFound
+from tests.data_platform.test_versions import TRAIN
 from tests.sdk.test_sdk import submit
+from tests.support import PlatformServers
 
 
-def test_dataset_tags_restore_and_a_refused_delete(client: Client):
+def train_script(platform: PlatformServers) -> str:
+    """A training script that reads its input with lakekit and records it as its source."""
+    (Path(platform.dp.env["DP_SCRIPTS_ROOT"]) / "versions_train.py").write_text(TRAIN)
+    return "versions_train.py"
+
+
+def test_dataset_tags_restore_and_a_refused_delete(client: Client, platform: PlatformServers):
     submit(client, "sdkv_a", "fixtures/write_rows.py", "sdkv", rows=2, tag="old").wait(60, 0.1)
     submit(client, "sdkv_b", "fixtures/write_rows.py", "sdkv", rows=5).wait(60, 0.1)
     first, latest = (v.version for v in client.datasets.versions("sdkv"))
@@ -38,12 +48,12 @@ def test_dataset_tags_restore_and_a_refused_delete(client: Client):
     assert isinstance(missing.value, NotFound) and missing.value.code == "TAG_NOT_FOUND"
 
     trained = client.training.submit(
-        name="sdkv_fit", input="sdkv", script="fixtures/train_tiny.py", output="sdkv_m"
+        name="sdkv_fit", input="sdkv", script=train_script(platform), output="sdkv_m"
     ).wait(120, 0.2)
     assert trained.status == "completed"
     (version,) = client.models.versions("sdkv_m")
     assert version.source["name"] == "sdkv" and version.source["version"] == restored.version
-    assert version.provenance["script"].endswith("train_tiny.py")
+    assert version.provenance["script"].endswith("versions_train.py")
     assert len(version.provenance["script_sha256"]) == 64
     assert client.models.tag("sdkv_m", "prod", 1).version == 1
     assert client.models.get("sdkv_m").tags == {"prod": 1}
