@@ -147,7 +147,8 @@ class TaskCreate(Request):
     input: str = Field(
         "",
         max_length=1024,
-        description="'datasets/NAME', 'models/NAME', or a path under the data root.",
+        description="'datasets/NAME', 'models/NAME' (either with @VERSION or @TAG: that exact "
+        "version, pinned at submit), or a path under the data root.",
     )
     output: str = Field(
         min_length=1, max_length=256, description="'datasets/NAME' or 'models/NAME'."
@@ -214,7 +215,8 @@ class JobCreate(Request):
     name: str = Field(pattern=NAME_PATTERN, description="Task name; one active task per name.")
     input: str = Field(
         max_length=1024,
-        description="Ingestion: raw data path under the data root. Training: a dataset name.",
+        description="Ingestion: raw data path under the data root. Training: a dataset name, "
+        "or NAME@12 / NAME@tag for an exact version.",
     )
     script: str = Field(min_length=1, max_length=512, description="Path under the scripts root.")
     params: Params
