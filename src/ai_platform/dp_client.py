@@ -16,8 +16,18 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from lakeapi.errors import PlatformError, UpstreamUnavailable, error_from_response
+from lakeapi.names import REF_ERRORS
 from lakeapi.pages import NEXT_CURSOR
-from lakeapi.schemas import Dataset, DatasetVersion, Model, Task, TaskCreate
+from lakeapi.schemas import (
+    Dataset,
+    DatasetVersion,
+    Model,
+    ModelVersion,
+    Restored,
+    Tag,
+    Task,
+    TaskCreate,
+)
 
 R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
@@ -26,6 +36,8 @@ _DATASETS = TypeAdapter(list[Dataset])
 _VERSIONS = TypeAdapter(list[DatasetVersion])
 _MODELS = TypeAdapter(list[Model])
 _TASKS = TypeAdapter(list[Task])
+_MODEL_VERSIONS = TypeAdapter(list[ModelVersion])
+_TAGS = TypeAdapter(list[Tag])
 
 
 class LogStream:
@@ -121,8 +133,9 @@ class DataPlatformClient:
     async def dataset_versions(self, name: str) -> list[DatasetVersion]:
         return await self._records(_VERSIONS, f"/api/v1/datasets/{name}/versions")
 
-    async def delete_dataset(self, name: str) -> None:
-        await self._call("DELETE", f"/api/v1/datasets/{name}")
+    async def delete_dataset(self, name: str, force: bool = False) -> None:
+        params = {"force": "true"} if force else None
+        await self._call("DELETE", f"/api/v1/datasets/{name}", params=params)
 
     async def list_models(
         self, limit: int | None = None, cursor: str | None = None
@@ -132,8 +145,31 @@ class DataPlatformClient:
     async def get_model(self, name: str) -> Model:
         return await self._record(Model, "GET", f"/api/v1/models/{name}")
 
-    async def delete_model(self, name: str) -> None:
-        await self._call("DELETE", f"/api/v1/models/{name}")
+    async def delete_model(self, name: str, force: bool = False) -> None:
+        params = {"force": "true"} if force else None
+        await self._call("DELETE", f"/api/v1/models/{name}", params=params)
+
+    async def model_versions(self, name: str) -> list[ModelVersion]:
+        return await self._records(_MODEL_VERSIONS, f"/api/v1/models/{name}/versions")
+
+    # tags and restore; kind is "datasets" or "models"
+    async def tags(self, kind: str, name: str) -> list[Tag]:
+        return await self._records(_TAGS, f"/api/v1/{kind}/{name}/tags")
+
+    async def create_tag(self, kind: str, name: str, tag: str, version: int | str) -> Tag:
+        body = {"tag": tag, "version": version}
+        return await self._record(Tag, "POST", f"/api/v1/{kind}/{name}/tags", json=body)
+
+    async def move_tag(self, kind: str, name: str, tag: str, version: int | str) -> Tag:
+        path = f"/api/v1/{kind}/{name}/tags/{tag}"
+        return await self._record(Tag, "PUT", path, json={"version": version})
+
+    async def delete_tag(self, kind: str, name: str, tag: str) -> None:
+        await self._call("DELETE", f"/api/v1/{kind}/{name}/tags/{tag}")
+
+    async def restore(self, kind: str, name: str, version: int | str) -> Restored:
+        path = f"/api/v1/{kind}/{name}/restore"
+        return await self._record(Restored, "POST", path, json={"version": version})
 
     # tasks
     async def submit_task(self, req: TaskCreate) -> Task:
@@ -180,6 +216,8 @@ def _error(response: httpx.Response) -> PlatformError:
     except ValueError:
         body = response.text
     err = error_from_response(response.status_code, body)
+    if err.code in REF_ERRORS:
+        return REF_ERRORS[err.code](err.message)
     if type(err) is PlatformError and response.status_code >= 500:
         return UpstreamUnavailable(f"the Data Platform failed: {err.message}")
     return err

@@ -19,9 +19,10 @@ import httpx
 
 from aip.errors import InvalidRequest, ServiceNotFound, TaskNotFound
 from aip.handles import ServiceHandle, TaskHandle, task_logs
-from aip.records import Dataset, DatasetVersion, Model, Service, Task
+from aip.records import Dataset, DatasetVersion, Model, ModelVersion, Service, Task
 from aip.transport import API, Transport, join
-from lakeapi.names import check_name
+from aip.versions import VersionedAPI
+from lakeapi.names import check_name, split_at
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
@@ -131,11 +132,10 @@ class Client:
         )
 
 
-class DatasetsAPI:
-    """Datasets in the lake (``/api/v1/datasets``)."""
+class DatasetsAPI(VersionedAPI):
+    """Datasets in the lake (``/api/v1/datasets``); tags and restore in VersionedAPI."""
 
-    def __init__(self, http: Transport) -> None:
-        self._http = http
+    kind = "datasets"
 
     def list(self) -> list[Dataset]:
         """Every dataset in the lake."""
@@ -159,20 +159,12 @@ class DatasetsAPI:
         path = join(API, "datasets", dataset_id, "versions")
         return [DatasetVersion.from_raw(v) for v in self._http.json("GET", path)]
 
-    def delete(self, dataset_id: str) -> None:
-        """Delete a dataset and all its versions.
 
-        Raises:
-            DatasetNotFound: no such dataset.
-        """
-        self._http.request("DELETE", join(API, "datasets", dataset_id))
+class ModelsAPI(VersionedAPI):
+    """Trained models in the lake (``/api/v1/models``); aliases (tags) and restore in
+    VersionedAPI."""
 
-
-class ModelsAPI:
-    """Trained models in the lake (``/api/v1/models``)."""
-
-    def __init__(self, http: Transport) -> None:
-        self._http = http
+    kind = "models"
 
     def list(self) -> list[Model]:
         """Every model in the lake."""
@@ -186,13 +178,15 @@ class ModelsAPI:
         """
         return Model.from_raw(self._http.json("GET", join(API, "models", model_id)))
 
-    def delete(self, model_id: str) -> None:
-        """Delete a model and all its versions.
+    def versions(self, model_id: str) -> builtins.list[ModelVersion]:
+        """The model's versions, oldest first, each with its metrics, source dataset version
+        and provenance (task, script and its sha256).
 
         Raises:
             ModelNotFound: no such model.
         """
-        self._http.request("DELETE", join(API, "models", model_id))
+        path = join(API, "models", model_id, "versions")
+        return [ModelVersion.from_raw(v) for v in self._http.json("GET", path)]
 
 
 class TasksAPI:
@@ -215,16 +209,19 @@ class TasksAPI:
         script: str,
         output: str,
         params: dict[str, Any] | None = None,
+        mode: str | None = None,
     ) -> TaskHandle:
         """Submit a task; it runs in the background (``wait()`` on the handle to block).
 
         Args:
             name: task name; one pending or running task per name.
             input: ingestion: a raw data path under the data root (``raw/mnist``);
-                training: a dataset name.
+                training: a dataset name, or ``NAME@12`` / ``NAME@tag`` for an exact version.
             script: a path under the scripts root (``pipelines/mnist_clean.py``).
             output: ingestion: a dataset name; training: a model name.
             params: passed to the script's ``run(input, output, params)``.
+            mode: ``create`` (refused if the output exists), ``overwrite`` (the server's
+                default: a new version) or ``append`` (datasets only).
 
         Raises:
             TaskAlreadyRunning: a task with this name is pending or running.
@@ -240,6 +237,8 @@ class TasksAPI:
             "output": output,
             "params": params or {},
         }
+        if mode is not None:
+            body["mode"] = mode
         return self._handle(self._http.json("POST", self._base, json=body))
 
     def list(self, status: str | None = None) -> list[Task]:
@@ -299,7 +298,8 @@ class ServicesAPI:
 
         Args:
             name: service name (unique).
-            model: a model name in the lake.
+            model: a model name in the lake (its latest version), ``NAME@3``, or
+                ``NAME@alias`` to follow the alias (moving it rolls the service).
             device: ``cpu``, ``cuda`` or ``cuda:N``.
             port: the model server's port; None picks a free one.
             timeout: seconds to wait for the model to load.
@@ -311,7 +311,7 @@ class ServicesAPI:
             ServiceUnavailable: the model server did not come up (the record says why).
         """
         check_name(name, "service name")
-        check_name(model, "model name")
+        split_at(model, "model name")
         body: dict[str, Any] = {"name": name, "model": model, "device": device}
         if port is not None:
             body["port"] = port

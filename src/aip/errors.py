@@ -38,14 +38,17 @@ from lakeapi.errors import (
     UpstreamUnavailable,
     error_from_response,
 )
+from lakeapi.names import AlreadyExists, InUse, TagNotFound, VersionNotFound
 
 if TYPE_CHECKING:
     from aip.records import Task, TaskFailure
 
 __all__ = [
     "STATUS_BY_CODE",
+    "AlreadyExists",
     "Conflict",
     "DatasetNotFound",
+    "InUse",
     "InvalidRequest",
     "ModelNotFound",
     "NotFound",
@@ -56,6 +59,7 @@ __all__ = [
     "ServiceAlreadyExists",
     "ServiceNotFound",
     "ServiceUnavailable",
+    "TagNotFound",
     "TaskAlreadyExists",
     "TaskAlreadyFinished",
     "TaskAlreadyRunning",
@@ -65,6 +69,7 @@ __all__ = [
     "TaskTimeoutError",
     "Unauthorized",
     "UpstreamUnavailable",
+    "VersionNotFound",
     "error_from_response",
 ]
 

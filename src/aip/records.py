@@ -46,6 +46,18 @@ class Model(Record, schemas.Model):
     pass
 
 
+class ModelVersion(Record, schemas.ModelVersion):
+    """One version of a model, with its metrics, source dataset version and provenance."""
+
+
+class Tag(Record, schemas.Tag):
+    """A tag on a version (a model's tags are its aliases)."""
+
+
+class Restored(Record, schemas.Restored):
+    """The new version a restore made, and the version whose content it holds."""
+
+
 class TaskFailure(Record, schemas.TaskError):
     """Why a task failed."""
 

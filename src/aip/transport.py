@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from aip.errors import PlatformError, PlatformUnreachable, error_from_response
+from lakeapi.names import REF_ERRORS
 from lakeapi.pages import NEXT_CURSOR
 
 API = "/api/v1"
@@ -136,4 +137,6 @@ def _error(response: httpx.Response) -> PlatformError:
         body = response.json()
     except ValueError:
         body = response.text
-    return error_from_response(response.status_code, body)
+    err = error_from_response(response.status_code, body)
+    # Codes lakeapi.errors' table does not know yet: rebuilt as their classes all the same.
+    return REF_ERRORS[err.code](err.message) if err.code in REF_ERRORS else err

@@ -46,6 +46,7 @@ from lakeapi.schemas import (
     TaskStatus,
     utcnow,
 )
+from lakekit.taskenv import WRITE_MODE_ENV
 from serverkit.recordstore import RecordWriter
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,7 @@ class TaskManager:
         """
         script_path = self.resolve.script(req.script)
         input_path = self.resolve.input(req.input)
-        output_path = self.resolve.output(req.output)
+        output_path = self.resolve.output(req.output, req.mode)
         with self._cond:
             if self._closed:
                 raise ServiceUnavailable("the Data Platform is shutting down")
@@ -295,6 +296,7 @@ class TaskManager:
                 params=req.params,
                 input_path=input_path,
                 output_path=output_path,
+                mode=req.mode,
             )
             self._reserved[task_id] = task
         try:
@@ -460,6 +462,7 @@ class TaskManager:
             params=task.params,
             storage_options=self.lake.storage_options,
             daft_runner=self.settings.task_daft_runner,
+            env={WRITE_MODE_ENV: task.mode.value},
         )
         return Supervisor(task, spec, self.executor, self.lake, self, self.limits, execution)
 

@@ -16,25 +16,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import lance
 import pyarrow as pa
 
+from data_platform.lake_versions import LakeVersions, int_or_none, tags_by_version, utc
 from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound, NotFound
-from lakeapi.names import check_name
+from lakeapi.names import InUse, check_name, parse_ref, split_uri
 from lakeapi.pages import page
 from lakeapi.schemas import Dataset, DatasetVersion, Model, Task
 from serverkit.lakefs import LakeFS, normalize_uri
 from serverkit.recordstore import RecordTable
 
 KINDS = ("datasets", "models")
-_PIN_PREFIX = "model-"
+_PIN_PREFIX = "model-"  # a dataset version a model was trained on
+SERVICE_PREFIX = "service-"  # a model version a service runs (the AI Platform sets it)
 _SUFFIX = ".lance"
 
 
-class Lake:
+class Lake(LakeVersions):
     """Datasets, models and task records under one root.
 
     Args:
@@ -61,12 +63,17 @@ class Lake:
         return self.fs.join(kind, check_name(name, kind[:-1] + " id") + _SUFFIX)
 
     def parse_ref(self, ref: str) -> tuple[str, str] | None:
-        """Split ``datasets/NAME`` into its kind and name; None if it is not a lake reference."""
-        kind, sep, name = ref.strip().strip("/").partition("/")
-        if sep and kind in KINDS:
-            check_name(name, kind[:-1] + " id")
-            return kind, name
-        return None
+        """Split ``datasets/NAME`` into its kind and name; None if it is not a lake reference.
+
+        Raises:
+            InvalidRequest: the reference names a version or tag (``@``): not an output.
+        """
+        parsed = parse_ref(ref)
+        if parsed is None:
+            return None
+        if parsed.at is not None:
+            raise InvalidRequest(f"{ref!r} names a version: an output is a plain name")
+        return parsed.kind, parsed.name
 
     # -- datasets ------------------------------------------------------------------------
 
@@ -82,17 +89,33 @@ class Lake:
 
     def dataset_versions(self, name: str) -> list[DatasetVersion]:
         ds = self._open("datasets", name, DatasetNotFound)
+        tags = tags_by_version(ds)
         return [
             DatasetVersion(
                 version=v["version"],
-                timestamp=_utc(v.get("timestamp")),
-                num_rows=_int_or_none(v.get("metadata", {}).get("total_rows")),
+                timestamp=utc(v.get("timestamp")),
+                num_rows=int_or_none(v.get("metadata", {}).get("total_rows")),
+                tags=tags.get(v["version"], []),
             )
             for v in ds.versions()
         ]
 
-    def delete_dataset(self, name: str) -> None:
-        self._open("datasets", name, DatasetNotFound)
+    def delete_dataset(self, name: str, force: bool = False) -> None:
+        """Delete a dataset; unless ``force``, refused (409 IN_USE) while a model names a
+        version of it as its training data."""
+        ds = self._open("datasets", name, DatasetNotFound)
+        users = [
+            "model {} version {} (trained on version {})".format(
+                *tag.removeprefix(_PIN_PREFIX).rpartition("-v")[::2], info["version"]
+            )
+            for tag, info in ds.tags.list().items()
+            if tag.startswith(_PIN_PREFIX)
+        ]
+        if users and not force:
+            raise InUse(
+                f"Dataset '{name}' is used by {', '.join(sorted(users))}: delete those models "
+                "first, or pass force=true"
+            )
         self.fs.delete_tree(self.path_of("datasets", name))
 
     # -- models --------------------------------------------------------------------------
@@ -107,8 +130,19 @@ class Lake:
         ds = self._open("models", name, ModelNotFound)
         return self._describe_model(name, ds)
 
-    def delete_model(self, name: str) -> None:
-        self._open("models", name, ModelNotFound)
+    def delete_model(self, name: str, force: bool = False) -> None:
+        """Delete a model; unless ``force``, refused (409 IN_USE) while a service runs it."""
+        ds = self._open("models", name, ModelNotFound)
+        users = [
+            f"service {tag.removeprefix(SERVICE_PREFIX)} (version {info['version']})"
+            for tag, info in ds.tags.list().items()
+            if tag.startswith(SERVICE_PREFIX)
+        ]
+        if users and not force:
+            raise InUse(
+                f"Model '{name}' is used by {', '.join(sorted(users))}: delete those services "
+                "first, or pass force=true"
+            )
         for dataset in self._names("datasets"):
             try:
                 self._unpin(self.path_of("datasets", dataset), name)
@@ -129,6 +163,9 @@ class Lake:
         info = modelrec.read_model_info(str(model_path), storage_options=self.storage_options)
         source = info.get("source") or {}
         src_path, version = source.get("path"), source.get("version")
+        if src_path:
+            src_path, pinned = split_uri(str(src_path))
+            version = pinned if version is None else version
         if not src_path or version is None or self._dataset_name(str(src_path)) is None:
             return None
         ds = self._dataset(str(src_path))
@@ -166,8 +203,10 @@ class Lake:
         return {tag: info["version"] for tag, info in ds.tags.list().items()}
 
     def clean_old_versions(self, older_than: timedelta) -> dict[str, int]:
-        """Drop dataset and model versions older than ``older_than``, except tagged (pinned)
-        versions and each dataset's latest; returns versions removed per path."""
+        """Drop dataset and model versions older than ``older_than``, except each one's latest
+        and every tagged version: user tags, model aliases, the dataset versions models were
+        trained on (``model-*``) and the model versions services run (``service-*``).
+        Returns versions removed per path."""
         removed = {}
         for kind in KINDS:
             for name in self._names(kind):
@@ -265,9 +304,10 @@ class Lake:
             num_rows=ds.count_rows(),
             size_bytes=_size_bytes(ds),
             version=ds.version,
-            created_at=_utc(versions[0]["timestamp"]) if versions else None,
-            updated_at=_utc(versions[-1]["timestamp"]) if versions else None,
+            created_at=utc(versions[0]["timestamp"]) if versions else None,
+            updated_at=utc(versions[-1]["timestamp"]) if versions else None,
             metadata=metadata,
+            tags={tag: int(info["version"]) for tag, info in ds.tags.list().items()},
         )
 
     def _describe_model(self, name: str, ds: lance.LanceDataset) -> Model:
@@ -305,7 +345,9 @@ class Lake:
             signature=info.get("signature"),
             labels=list(info.get("labels") or []),
             preprocessing=info.get("preprocessing"),
-            info={k: v for k, v in info.items() if k not in known | {"created_at"}},
+            info={k: v for k, v in info.items() if k not in known | {"created_at", "provenance"}},
+            provenance=info.get("provenance") or {},
+            tags={tag: int(t["version"]) for tag, t in ds.tags.list().items()},
         )
 
 
@@ -343,16 +385,3 @@ def _valid(name: str, kind: str) -> bool:
     except InvalidRequest:
         return False
     return True
-
-
-def _utc(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return None
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

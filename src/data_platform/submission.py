@@ -11,6 +11,8 @@ from pathlib import Path
 
 from data_platform.store import Lake
 from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound
+from lakeapi.names import AlreadyExists, parse_ref, pinned_uri
+from lakeapi.schemas import WriteMode
 
 
 class Resolver:
@@ -37,19 +39,25 @@ class Resolver:
         return path
 
     def input(self, value: str) -> str:
-        """A lake reference as its URI, or raw data (a local path under the data root)."""
+        """A lake reference as its URI, or raw data (a local path under the data root).
+
+        A reference naming a version or a tag (``datasets/NAME@12``, ``@baseline``) is
+        resolved now and pinned: the URI ends in ``?version=N``, which ``lakekit`` opens, so
+        the task reads that version whatever is written or tagged after it was submitted.
+        """
         if not value:
             return ""
         if "\0" in value:
             raise InvalidRequest("input contains a NUL byte")
-        ref = self.lake.parse_ref(value)
+        ref = parse_ref(value)
         if ref is not None:
-            kind, name = ref
-            uri = self.lake.path_of(kind, name)
+            uri = self.lake.path_of(ref.kind, ref.name)
             if self.lake.version_of(uri) is None:
-                missing = DatasetNotFound if kind == "datasets" else ModelNotFound
-                raise missing(f"{kind[:-1].capitalize()} '{name}' does not exist")
-            return uri
+                missing = DatasetNotFound if ref.kind == "datasets" else ModelNotFound
+                raise missing(f"{ref.kind[:-1].capitalize()} '{ref.name}' does not exist")
+            if ref.at is None:
+                return uri
+            return pinned_uri(uri, self.lake.resolve(ref))
         raw = Path(value)
         if ".." in raw.parts:
             raise InvalidRequest(f"input {value!r} must not contain '..'")
@@ -67,9 +75,24 @@ class Resolver:
             )
         return str(path)
 
-    def output(self, value: str) -> str:
-        """The URI of ``datasets/NAME`` or ``models/NAME``."""
+    def output(self, value: str, mode: WriteMode = WriteMode.OVERWRITE) -> str:
+        """The URI of ``datasets/NAME`` or ``models/NAME``.
+
+        Raises:
+            AlreadyExists: ``mode`` is create and the output exists.
+            InvalidRequest: not a lake name, or append to a model (a model version is a
+                whole record).
+        """
         ref = self.lake.parse_ref(value)
         if ref is None:
             raise InvalidRequest(f"output {value!r} must be 'datasets/NAME' or 'models/NAME'")
-        return self.lake.path_of(*ref)
+        kind, name = ref
+        if mode == WriteMode.APPEND and kind == "models":
+            raise InvalidRequest("a model cannot be appended to: use mode 'overwrite'")
+        uri = self.lake.path_of(kind, name)
+        if mode == WriteMode.CREATE and self.lake.version_of(uri) is not None:
+            raise AlreadyExists(
+                f"{kind[:-1].capitalize()} '{name}' already exists: submit with mode "
+                "'overwrite' for a new version, or 'append'"
+            )
+        return uri

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
-from lakeapi.names import NAME_PATTERN
+from lakeapi.errors import InvalidRequest
+from lakeapi.names import NAME_PATTERN, split_at, split_uri
 
 
 def utcnow() -> datetime:
@@ -122,6 +123,16 @@ class TaskError(Record):
     message: str
 
 
+class WriteMode(StrEnum):
+    """How a task writes its output. ``overwrite`` (the default, as before) makes a new
+    version with only the new content, the old versions kept; ``create`` is refused (409
+    ALREADY_EXISTS) when the output exists; ``append`` adds rows to a dataset's latest."""
+
+    CREATE = "create"
+    OVERWRITE = "overwrite"
+    APPEND = "append"
+
+
 class TaskKind(StrEnum):
     """The kinds the AI Platform submits; the Data Platform takes any name as a kind."""
 
@@ -136,7 +147,8 @@ class TaskCreate(Request):
     input: str = Field(
         "",
         max_length=1024,
-        description="'datasets/NAME', 'models/NAME', or a path under the data root.",
+        description="'datasets/NAME', 'models/NAME' (either with @VERSION or @TAG: that exact "
+        "version, pinned at submit), or a path under the data root.",
     )
     output: str = Field(
         min_length=1, max_length=256, description="'datasets/NAME' or 'models/NAME'."
@@ -148,6 +160,9 @@ class TaskCreate(Request):
         None,
         pattern=NAME_PATTERN,
         description="Optional name; at most one pending or running task per kind and name.",
+    )
+    mode: WriteMode = Field(
+        WriteMode.OVERWRITE, description="create, overwrite (default) or append the output."
     )
 
 
@@ -181,9 +196,17 @@ class Task(Record):
     history: list[dict[str, Any]] = Field(default_factory=list)
     output_version_before: int | None = Field(None, description="Lance version restored on fail.")
     output_version: int | None = None
+    mode: WriteMode = WriteMode.OVERWRITE
     pid: int | None = None
     node: str | None = Field(None, description="Where the task's process runs (if known).")
     queue: QueuePlace | None = Field(None, description="A pending task's place in the queue.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def input_version(self) -> int | None:
+        """The exact input version the task reads, when its input named one (``@12``,
+        ``@tag``: resolved at submit)."""
+        return split_uri(self.input_path)[1]
 
 
 class JobCreate(Request):
@@ -192,12 +215,16 @@ class JobCreate(Request):
     name: str = Field(pattern=NAME_PATTERN, description="Task name; one active task per name.")
     input: str = Field(
         max_length=1024,
-        description="Ingestion: raw data path under the data root. Training: a dataset name.",
+        description="Ingestion: raw data path under the data root. Training: a dataset name, "
+        "or NAME@12 / NAME@tag for an exact version.",
     )
     script: str = Field(min_length=1, max_length=512, description="Path under the scripts root.")
     params: Params
     output: str = Field(
         pattern=NAME_PATTERN, description="Ingestion: a dataset name. Training: a model name."
+    )
+    mode: WriteMode = Field(
+        WriteMode.OVERWRITE, description="create, overwrite (default) or append the output."
     )
 
 
@@ -251,6 +278,7 @@ class Dataset(Record):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, int] = Field(default_factory=dict, description="Tag -> version.")
 
     # The design's own names for the same facts (design 4.2, step 3), so a client written
     # from the design reads them where it expects them.
@@ -269,6 +297,51 @@ class DatasetVersion(Record):
     version: int
     timestamp: datetime | None = None
     num_rows: int | None = None
+    tags: list[str] = Field(default_factory=list, description="Tags on this version.")
+
+
+class ModelVersion(DatasetVersion):
+    """One version of a model record, with where it came from."""
+
+    created_at: datetime | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    source: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, Any] = Field(
+        default_factory=dict, description="task_id, script, script_sha256 of the training task."
+    )
+
+
+class Tag(Record):
+    """A name on one version of a dataset or model (a model's tags are its aliases).
+
+    Tags the platform sets itself start with ``model-`` (a dataset version a model was
+    trained on) or ``service-`` (a model version a service runs)."""
+
+    name: str
+    version: int
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class TagCreate(Request):
+    tag: str = Field(pattern=NAME_PATTERN, description="Not all digits.")
+    version: int | str = Field(description="A version number, or a tag to copy.")
+
+
+class TagMove(Request):
+    version: int | str = Field(description="A version number, or a tag to copy.")
+
+
+class Restored(Record):
+    version: int = Field(description="The new latest version.")
+    restored_from: int = Field(description="The version whose content it holds.")
+
+
+class RestoreRequest(Request):
+    version: int | str = Field(
+        description="The version (or tag) whose content becomes the new latest version."
+    )
 
 
 class Model(Record):
@@ -292,6 +365,10 @@ class Model(Record):
         None, description="How raw requests become inputs (e.g. kind 'image'); none: tensors."
     )
     info: dict[str, Any] = Field(default_factory=dict, description="Everything else recorded.")
+    provenance: dict[str, Any] = Field(
+        default_factory=dict, description="task_id, script, script_sha256 of the training task."
+    )
+    tags: dict[str, int] = Field(default_factory=dict, description="Alias (tag) -> version.")
 
 
 # -- inference services --------------------------------------------------------------------
@@ -303,9 +380,21 @@ class ServiceStatus(StrEnum):
     FAILED = "failed"
 
 
+def _model_ref(value: str) -> str:
+    try:
+        split_at(value, "model")
+    except InvalidRequest as exc:  # pydantic reports a ValueError as the field's error
+        raise ValueError(exc.message) from None
+    return value
+
+
 class ServiceCreate(Request):
     name: str = Field(pattern=NAME_PATTERN)
-    model: str = Field(pattern=NAME_PATTERN, description="A model name in the lake.")
+    model: Annotated[str, AfterValidator(_model_ref)] = Field(
+        max_length=129,
+        description="A model name in the lake: 'NAME' (its latest version), 'NAME@3' or "
+        "'NAME@prod' (follow the alias: moving it rolls the service).",
+    )
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]{1,2})?)$")
     port: int | None = Field(None, ge=0, le=65535, description="0 or absent: a free port.")
 
@@ -318,6 +407,7 @@ class Service(Record):
     model: str
     model_path: str
     model_version: int | None = None
+    follows: str | None = Field(None, description="The alias (model tag) the service follows.")
     device: str = "cpu"
     port: int
     status: ServiceStatus = ServiceStatus.STARTING

@@ -17,6 +17,13 @@ variable ``LAKEKIT_STORAGE_OPTIONS``: a JSON object of Lance's storage option na
 A model trained on ``ds`` records ``source_of(ds)`` (URI, name, exact version), which is what
 ``lakekit.models.save_model(source=ds)`` does.
 
+An input submitted as ``datasets/NAME@12`` (or ``@tag``) arrives pinned, as
+``URI?version=12``: ``open_dataset`` and ``read_table`` open that version; ``base_uri`` gives
+the plain URI for other readers (``daft.read_lance(base_uri(p))`` reads the latest).
+
+Outputs: ``write_dataset(data, output_path)`` writes as the task was submitted
+(``mode`` create, overwrite or append; the platform passes it in ``LAKEKIT_WRITE_MODE``).
+
 Importing this module imports neither torch nor Daft.
 """
 
@@ -29,7 +36,9 @@ from typing import TYPE_CHECKING, Any
 import lance
 
 from lakeapi.errors import DatasetNotFound
+from lakeapi.names import AlreadyExists, split_uri
 from lakekit.modelrec import model_name
+from lakekit.taskenv import WRITE_MODE_ENV, write_mode
 
 if TYPE_CHECKING:
     import daft.io
@@ -37,12 +46,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_VAR",
+    "WRITE_MODE_ENV",
     "DatasetNotFound",
+    "base_uri",
     "daft_io_config",
     "open_dataset",
     "read_table",
     "source_of",
     "storage_options",
+    "write_dataset",
+    "write_mode",
 ]
 ENV_VAR = "LAKEKIT_STORAGE_OPTIONS"
 _TRUE = ("1", "true", "yes", "on")
@@ -88,7 +101,8 @@ def open_dataset(
         DatasetNotFound: nothing at ``uri`` (or no such version).
         ValueError: something is there but it is not a Lance dataset.
     """
-    uri = os.fspath(uri)
+    uri, pinned = split_uri(os.fspath(uri))
+    version = pinned if version is None else version
     local = "://" not in uri or uri.startswith("file://")
     path = uri.removeprefix("file://")
     if local and not os.path.exists(path):
@@ -102,6 +116,48 @@ def open_dataset(
         if not local and "not found" in text:
             raise DatasetNotFound(f"no dataset at {uri}") from exc
         raise ValueError(f"{uri} is not a Lance dataset: {exc}") from exc
+
+
+def base_uri(uri: str | os.PathLike[str]) -> str:
+    """The dataset's URI without the ``?version=N`` a pinned input carries."""
+    return split_uri(os.fspath(uri))[0]
+
+
+def write_dataset(
+    data: Any,
+    output_path: str | os.PathLike[str],
+    mode: str | None = None,
+    storage_options: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> lance.LanceDataset:
+    """Write ``data`` (a table, batches or a reader) to the Lance dataset at ``output_path``.
+
+    Args:
+        mode: ``create``, ``overwrite`` or ``append`` (default: the task's, else overwrite);
+            overwrite and append on a dataset that does not exist yet create it.
+        kwargs: passed to ``lance.write_dataset`` (``schema``, ``max_rows_per_file``, ...).
+
+    Raises:
+        AlreadyExists: ``mode`` is create and the dataset exists.
+    """
+    uri = os.fspath(output_path)
+    chosen = mode or write_mode()
+    options = _options(storage_options)
+    exists = _exists(uri, options)
+    if chosen == "create" and exists:
+        raise AlreadyExists(f"dataset {uri} already exists (mode 'create')")
+    lance_mode = chosen if exists else "create"
+    return lance.write_dataset(
+        data, uri, mode=lance_mode, storage_options=options or None, **kwargs
+    )
+
+
+def _exists(uri: str, options: dict[str, str]) -> bool:
+    try:
+        lance.dataset(uri, storage_options=options or None)
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def read_table(
@@ -139,7 +195,7 @@ def source_of(dataset: lance.LanceDataset | dict[str, Any]) -> dict[str, Any]:
     """What a model record says about its training data: ``{"path", "name", "version"}``."""
     if isinstance(dataset, dict):
         return dict(dataset)
-    uri = dataset.uri
+    uri = base_uri(dataset.uri)
     return {"path": uri, "name": model_name(uri), "version": dataset.version}
 
 

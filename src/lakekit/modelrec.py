@@ -28,6 +28,8 @@ params              string (JSON)  training parameters
 metrics             string (JSON)  final metrics
 history             string (JSON)  one dict per epoch
 source              string (JSON)  {"path", "name", "version"} of the training dataset
+provenance          string (JSON)  the task that wrote it: {"task_id", "script",
+                                   "script_sha256"} (optional: older records lack it)
 framework           string (JSON)  torch / python / pylance versions
 created_at          string         UTC ISO 8601
 record_version      int32          version of this layout (2)
@@ -58,7 +60,9 @@ import numpy as np
 import pyarrow as pa
 
 from lakeapi.errors import InvalidRequest, ModelNotFound
+from lakeapi.names import AlreadyExists, split_uri
 from lakekit import signature as sig
+from lakekit.taskenv import provenance, write_mode
 
 if TYPE_CHECKING:
     import torch
@@ -76,9 +80,10 @@ _JSON_COLUMNS = (
     "history",
     "source",
     "framework",
+    "provenance",
 )
-# Columns record_version 2 added: a version-1 record lacks them and is still a model record.
-ADDED_IN_V2 = ("signature", "preprocessing")
+# Columns added since the first layout: a record without them is still a model record.
+ADDED_IN_V2 = ("signature", "preprocessing", "provenance")
 
 SCHEMA = pa.schema(
     [
@@ -98,6 +103,7 @@ SCHEMA = pa.schema(
         pa.field("history", pa.string()),
         pa.field("source", pa.string()),
         pa.field("framework", pa.string()),
+        pa.field("provenance", pa.string()),
         pa.field("created_at", pa.string()),
         pa.field("record_version", pa.int32()),
     ],
@@ -164,7 +170,7 @@ class LoadedModel:
 
 def model_name(path: str | os.PathLike[str]) -> str:
     """The model's name: the last path component without ``.lance``."""
-    base = os.path.basename(os.fspath(path).rstrip("/"))
+    base = os.path.basename(split_uri(os.fspath(path))[0].rstrip("/"))
     return base[: -len(".lance")] if base.endswith(".lance") else base
 
 
@@ -214,8 +220,11 @@ def _open(
     version: int | None = None,
     storage_options: dict[str, str] | None = None,
 ) -> lance.LanceDataset:
-    """Open a model record; ModelNotFound if nothing is there, InvalidRequest if not a model."""
-    path = os.fspath(path)
+    """Open a model record; ModelNotFound if nothing is there, InvalidRequest if not a model.
+
+    A pinned URI (``...?version=N``, as a task input ``models/NAME@3`` arrives) opens N."""
+    path, pinned = split_uri(os.fspath(path))
+    version = pinned if version is None else version
     if "://" not in path and (
         not os.path.exists(path) or (os.path.isdir(path) and not os.listdir(path))
     ):
@@ -259,8 +268,9 @@ def _info_from_row(row: dict[str, Any], ds: lance.LanceDataset, path: str) -> di
         spec, labels = info.get("input_spec") or {}, info.get("labels") or []
         info["signature"] = sig.from_input_spec(spec, labels)
         info["preprocessing"] = sig.preprocessing_from_input_spec(spec)
-    info["path"] = path
+    info["path"] = split_uri(path)[0]
     info["version"] = ds.version
+    info["provenance"] = info.get("provenance") or {}
     return info
 
 
@@ -297,6 +307,9 @@ def write_record(
     )
     if problem:
         raise ValueError(problem)
+    mode = write_mode()
+    if mode == "append":
+        raise ValueError("a model record cannot be appended to: write it with mode overwrite")
     exists = "://" in path or os.path.exists(path)
     if exists:
         try:
@@ -304,6 +317,8 @@ def write_record(
         except ModelNotFound:
             exists = False
         # An existing non-model dataset raises InvalidRequest here: never overwrite data.
+    if exists and mode == "create":
+        raise AlreadyExists(f"model {path} already exists (mode 'create')")
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     record = {
         "name": model_name(path),
@@ -322,6 +337,7 @@ def write_record(
         "history": _dumps(history or []),
         "source": _dumps(source or {}),
         "framework": _dumps(_framework()),
+        "provenance": _dumps(provenance()),
         "created_at": created_at,
         "record_version": RECORD_VERSION,
     }

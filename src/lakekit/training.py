@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from lakekit import datasets, modelrec, models, progress
+from lakekit import datasets, models, progress
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def _train(
     architecture: str,
 ) -> dict[str, Any]:
     ds = datasets.open_dataset(input_path)
-    source = {"path": input_path, "name": modelrec.model_name(input_path), "version": ds.version}
+    source = datasets.source_of(ds)
     x_train, y_train = load_split(ds, "train", p["limit"])
     x_test, y_test = load_split(ds, "test", p["limit"])
     log.info(

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from ai_platform.api.deps import Client
-from lakeapi.names import check_name
-from lakeapi.schemas import Dataset, DatasetVersion, Model
+from ai_platform.api.deps import Client, Serving
+from lakeapi.names import check_name, check_tag
+from lakeapi.schemas import (
+    Dataset,
+    DatasetVersion,
+    Model,
+    ModelVersion,
+    Restored,
+    RestoreRequest,
+    Tag,
+    TagCreate,
+    TagMove,
+)
 from serverkit.paging import Cursor, Limit, set_next_cursor
 
 datasets = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
@@ -36,9 +46,10 @@ async def dataset_versions(dataset_id: str, client: Client) -> list[DatasetVersi
 
 
 @datasets.delete("/{dataset_id}", status_code=204)
-async def delete_dataset(dataset_id: str, client: Client) -> Response:
-    """Delete a dataset and all its versions."""
-    await client.delete_dataset(check_name(dataset_id, "dataset id"))
+async def delete_dataset(dataset_id: str, client: Client, force: bool = False) -> Response:
+    """Delete a dataset and all its versions; 409 IN_USE while a model was trained on it,
+    unless ``?force=true``."""
+    await client.delete_dataset(check_name(dataset_id, "dataset id"), force)
     return Response(status_code=204)
 
 
@@ -59,8 +70,62 @@ async def get_model(model_id: str, client: Client) -> Model:
     return await client.get_model(check_name(model_id, "model id"))
 
 
+@models.get("/{model_id}/versions", response_model=list[ModelVersion])
+async def model_versions(model_id: str, client: Client) -> list[ModelVersion]:
+    """The model's versions, oldest first, each with its metrics, source and provenance."""
+    return await client.model_versions(check_name(model_id, "model id"))
+
+
 @models.delete("/{model_id}", status_code=204)
-async def delete_model(model_id: str, client: Client) -> Response:
-    """Delete a model and all its versions."""
-    await client.delete_model(check_name(model_id, "model id"))
+async def delete_model(model_id: str, client: Client, force: bool = False) -> Response:
+    """Delete a model and all its versions; 409 IN_USE while a service runs it, unless
+    ``?force=true``."""
+    await client.delete_model(check_name(model_id, "model id"), force)
     return Response(status_code=204)
+
+
+# -- tags and restore: the same routes for both kinds --------------------------------------
+
+
+def _add_tag_routes(router: APIRouter, kind: str) -> None:
+    what = kind[:-1]
+
+    @router.get("/{name}/tags", response_model=list[Tag], name=f"list_{what}_tags")
+    async def list_tags(name: str, client: Client) -> list[Tag]:
+        """The tags, by name, with the version each is on."""
+        return await client.tags(kind, check_name(name, f"{what} id"))
+
+    @router.post("/{name}/tags", response_model=Tag, status_code=201, name=f"create_{what}_tag")
+    async def create_tag(name: str, req: TagCreate, client: Client, serving: Serving) -> Tag:
+        """Tag a version (409 ALREADY_EXISTS if the tag exists: move it with PUT)."""
+        tag = await client.create_tag(kind, check_name(name, f"{what} id"), req.tag, req.version)
+        if kind == "models":
+            await serving.follow(name, tag.name, tag.version)
+        return tag
+
+    @router.put("/{name}/tags/{tag}", response_model=Tag, name=f"move_{what}_tag")
+    async def move_tag(name: str, tag: str, req: TagMove, client: Client, serving: Serving) -> Tag:
+        """Put the tag on a version, creating or moving it. A model's services that follow
+        this alias roll to that version before the answer comes."""
+        moved = await client.move_tag(
+            kind, check_name(name, f"{what} id"), check_tag(tag), req.version
+        )
+        if kind == "models":
+            await serving.follow(name, moved.name, moved.version)
+        return moved
+
+    @router.delete("/{name}/tags/{tag}", status_code=204, name=f"delete_{what}_tag")
+    async def delete_tag(name: str, tag: str, client: Client) -> Response:
+        """Remove the tag; the version stays (a service following it keeps its version)."""
+        await client.delete_tag(kind, check_name(name, f"{what} id"), check_tag(tag))
+        return Response(status_code=204)
+
+    @router.post("/{name}/restore", response_model=Restored, name=f"restore_{what}")
+    async def restore(name: str, req: RestoreRequest, client: Client) -> Restored:
+        """Make an earlier version's content the latest, as a new version (nothing is
+        rewritten)."""
+        return await client.restore(kind, check_name(name, f"{what} id"), req.version)
+
+
+_add_tag_routes(datasets, "datasets")
+_add_tag_routes(models, "models")

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ai_platform.dp_client import DataPlatformClient
+from ai_platform.serving import rollover
 from ai_platform.serving.backend import ServingBackend
 from lakeapi.errors import (
     InvalidRequest,
@@ -37,7 +38,7 @@ from lakeapi.errors import (
     ServiceNotFound,
     ServiceUnavailable,
 )
-from lakeapi.names import new_id
+from lakeapi.names import new_id, pinned_uri
 from lakeapi.schemas import Service, ServiceCreate, ServiceStatus
 from lakekit.models import check_model_record
 from serverkit.recordstore import RecordTable, RecordWriter
@@ -130,7 +131,8 @@ class ServingManager:
             if self._closed.is_set():
                 return
             try:
-                revived = service.model_copy(update={"restarts": service.restarts + 1})
+                revived = rollover.pinned(service)  # its recorded version, not the latest
+                revived = revived.model_copy(update={"restarts": service.restarts + 1})
                 await self._launch(self.backend.revived(revived))
             except ServiceUnavailable as exc:
                 log.warning("could not restart %s: %s", service.id, exc.message)
@@ -209,10 +211,11 @@ class ServingManager:
                 serves every service on its one HTTP port).
             ServiceUnavailable: the server did not come up (503; the record shows why).
         """
-        model = await self.client.get_model(req.model)
+        model, version, follows = await rollover.resolve(self.client, req.model)
+        model_path = pinned_uri(model.path, version)
         # The same check a training task's output passes: a bad record is refused here, with
         # what is wrong, rather than by a model server that exits.
-        problem = await asyncio.to_thread(check_model_record, model.path)
+        problem = await asyncio.to_thread(check_model_record, model_path)
         if problem:
             raise InvalidRequest(f"model '{req.model}' cannot be served: {problem}")
         replaced: Service | None = None
@@ -230,9 +233,10 @@ class ServingManager:
             service = Service(
                 id=service_id,
                 name=req.name,
-                model=req.model,
-                model_path=model.path,
-                model_version=model.version,
+                model=model.id,
+                model_path=model_path,
+                model_version=version,
+                follows=follows,
                 device=req.device,
                 port=port,
                 endpoint=endpoint,
@@ -247,7 +251,13 @@ class ServingManager:
         except Exception:
             self._forget(service)
             raise
-        return await self._launch(service)
+        running = await self._launch(service)
+        await rollover.pin(self.client, running)
+        return running
+
+    async def follow(self, model: str, tag: str, version: int) -> Sequence[Service]:
+        """An alias moved: roll the services that follow it (see ``rollover``)."""
+        return await rollover.follow(self, model, tag, version)
 
     def _discard(self, service: Service) -> None:
         """What is left of a replaced failed service: its runtime's remains and its log."""
@@ -330,6 +340,8 @@ class ServingManager:
         removed = self._forget(service)  # first: the monitor must not mark it failed now
         await asyncio.to_thread(self.backend.stop, service)
         await asyncio.wrap_future(removed)
+        if service.name not in self._ids_by_name:  # not the old half of a rollover
+            await rollover.unpin(self.client, service)
         await asyncio.to_thread(self.log_path(service.id).unlink, missing_ok=True)
 
     # -- health and predict --------------------------------------------------------------

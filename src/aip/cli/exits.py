@@ -30,6 +30,10 @@ EXIT_BY_CODE: dict[str, int] = {
     "TASK_ALREADY_FINISHED": EXIT_CONFLICT,
     "SERVICE_ALREADY_EXISTS": EXIT_CONFLICT,
     "PORT_IN_USE": EXIT_CONFLICT,
+    "VERSION_NOT_FOUND": EXIT_NOT_FOUND,
+    "TAG_NOT_FOUND": EXIT_NOT_FOUND,
+    "ALREADY_EXISTS": EXIT_CONFLICT,
+    "IN_USE": EXIT_CONFLICT,
     "UPSTREAM_UNAVAILABLE": EXIT_UNREACHABLE,  # the platform, or the Data Platform behind it
     # The platform answered; what failed is the thing asked for (a model server that did not
     # come up, a server bug), as when a task fails.

@@ -30,6 +30,13 @@ from aip.cli.commands.tasks import (
     cmd_train,
 )
 from aip.cli.commands.up import cmd_up
+from aip.cli.commands.versions import (
+    cmd_model_versions,
+    cmd_restore,
+    cmd_tag,
+    cmd_tags,
+    cmd_untag,
+)
 from aip.cli.context import Command
 
 NAME_RULE = "1-64 letters, digits, '_' or '-', starting with a letter or digit"
@@ -121,16 +128,23 @@ def build_parser() -> argparse.ArgumentParser:
     command(datasets, "versions", cmd_datasets_versions, "a dataset's Lance versions").add_argument(
         "id"
     )
-    command(datasets, "rm", cmd_datasets_rm, "delete a dataset and all its versions").add_argument(
-        "id"
-    )
+    rm = command(datasets, "rm", cmd_datasets_rm, "delete a dataset and all its versions")
+    rm.add_argument("id")
+    rm.add_argument("--force", action="store_true", help="even if a model was trained on it")
+    _tag_commands(command, datasets, "datasets")
 
     models = group("models", "trained models in the lake")
     command(models, "ls", cmd_models_ls, "list models")
     command(models, "show", cmd_models_show, "one model: metrics, params, history").add_argument(
         "id"
     )
-    command(models, "rm", cmd_models_rm, "delete a model and all its versions").add_argument("id")
+    command(
+        models, "versions", cmd_model_versions, "a model's versions and where each came from"
+    ).add_argument("id")
+    rm = command(models, "rm", cmd_models_rm, "delete a model and all its versions")
+    rm.add_argument("id")
+    rm.add_argument("--force", action="store_true", help="even if a service runs it")
+    _tag_commands(command, models, "models")
 
     for name, func, what, input_help, output_help in (
         (
@@ -140,7 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
             "raw data path under the data root",
             "dataset name",
         ),
-        ("train", cmd_train, "a training task", "dataset name", "model name"),
+        (
+            "train",
+            cmd_train,
+            "a training task",
+            "dataset name; NAME@12 or NAME@tag for an exact version",
+            "model name",
+        ),
     ):
         sub = command(commands, name, func, f"submit {what}")
         sub.add_argument(
@@ -149,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--input", required=True, help=input_help)
         sub.add_argument("--script", required=True, help="script path under the scripts root")
         sub.add_argument("--output", required=True, help=output_help)
+        sub.add_argument(
+            "--mode",
+            choices=("create", "overwrite", "append"),
+            help="create (refused if the output exists), overwrite (default: a new version) "
+            "or append (datasets)",
+        )
         _task_params(sub)
         _wait_options(sub)
 
@@ -179,7 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = command(commands, "serve", cmd_serve, "start an inference service for a model")
     serve.add_argument("--name", required=True, help=f"service name ({NAME_RULE})")
-    serve.add_argument("--model", required=True, help="model name in the lake")
+    serve.add_argument(
+        "--model",
+        required=True,
+        help="model name in the lake; NAME@3 for a version, NAME@alias to follow an alias",
+    )
     serve.add_argument("--port", type=int, help="model server port (default: a free one)")
     serve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
 
@@ -199,6 +229,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("service", help="service id or name")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files (any size)")
     return parser
+
+
+def _tag_commands(command: Any, group: Any, kind: str) -> None:
+    what = kind[:-1]
+    tags = command(group, "tags", cmd_tags, f"a {what}'s tags")
+    tags.add_argument("id")
+    tag = command(group, "tag", cmd_tag, f"put a tag on a {what} version (moves it if it exists)")
+    tag.add_argument("id")
+    tag.add_argument("tag")
+    tag.add_argument("version", help="a version number, or another tag")
+    tag.add_argument("--create", action="store_true", help="refuse if the tag exists")
+    untag = command(group, "untag", cmd_untag, "remove a tag (the version stays)")
+    untag.add_argument("id")
+    untag.add_argument("tag")
+    restore = command(
+        group, "restore", cmd_restore, "make an earlier version the latest (a new version)"
+    )
+    restore.add_argument("id")
+    restore.add_argument("version", help="a version number or a tag")
+    for sub in (tags, tag, untag, restore):
+        sub.set_defaults(kind=kind)
 
 
 def _task_params(sub: argparse.ArgumentParser) -> None:

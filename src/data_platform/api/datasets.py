@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from data_platform.api.deps import LakeDep
+from data_platform.api.tags import add_tag_routes
 from lakeapi.schemas import Dataset, DatasetVersion
 from serverkit.paging import Cursor, Limit, set_next_cursor
 
@@ -32,7 +33,11 @@ def list_versions(dataset_id: str, lake: LakeDep) -> list[DatasetVersion]:
 
 
 @router.delete("/{dataset_id}", status_code=204)
-def delete_dataset(dataset_id: str, lake: LakeDep) -> Response:
-    """Delete a dataset and all its versions."""
-    lake.delete_dataset(dataset_id)
+def delete_dataset(dataset_id: str, lake: LakeDep, force: bool = False) -> Response:
+    """Delete a dataset and all its versions; 409 IN_USE while a model was trained on it,
+    unless ``?force=true``."""
+    lake.delete_dataset(dataset_id, force)
     return Response(status_code=204)
+
+
+add_tag_routes(router, "datasets")

@@ -54,12 +54,11 @@ def cmd_datasets_versions(ctx: Context) -> int:
     if ctx.out.json_mode:
         ctx.out.json([v.raw for v in versions])
         return EXIT_OK
-    ctx.out.table(
-        ("VERSION", "ROWS", "TIMESTAMP"), [(v.version, v.num_rows, v.timestamp) for v in versions]
-    )
+    rows = [(v.version, v.num_rows, ",".join(v.tags) or "-", v.timestamp) for v in versions]
+    ctx.out.table(("VERSION", "ROWS", "TAGS", "TIMESTAMP"), rows)
     return EXIT_OK
 
 
 def cmd_datasets_rm(ctx: Context) -> int:
-    ctx.client.datasets.delete(ctx.args.id)
+    ctx.client.datasets.delete(ctx.args.id, force=ctx.args.force)
     return ctx.deleted("dataset", ctx.args.id)

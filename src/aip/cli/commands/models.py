@@ -56,6 +56,10 @@ def cmd_models_show(ctx: Context) -> int:
             ("size", size(m.size_bytes)),
             ("created", m.created_at),
             ("dataset", trained_on),
+            ("aliases", ", ".join(f"{t}={v}" for t, v in sorted(m.tags.items())) or None),
+            ("task", m.provenance.get("task_id")),
+            ("script", m.provenance.get("script")),
+            ("script sha256", m.provenance.get("script_sha256")),
             ("input", m.input_spec),
         ]
     )
@@ -70,5 +74,5 @@ def cmd_models_show(ctx: Context) -> int:
 
 
 def cmd_models_rm(ctx: Context) -> int:
-    ctx.client.models.delete(ctx.args.id)
+    ctx.client.models.delete(ctx.args.id, force=ctx.args.force)
     return ctx.deleted("model", ctx.args.id)

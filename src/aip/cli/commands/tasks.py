@@ -51,7 +51,12 @@ def _submit(ctx: Context, api: TasksAPI) -> int:
     args = ctx.args
     params = parse_params(args.param, args.params_json)
     handle = api.submit(
-        name=args.name, input=args.input, script=args.script, output=args.output, params=params
+        name=args.name,
+        input=args.input,
+        script=args.script,
+        output=args.output,
+        params=params,
+        mode=args.mode,
     )
     if not (args.wait or args.follow):
         if ctx.out.json_mode:
