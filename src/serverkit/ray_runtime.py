@@ -188,6 +188,21 @@ def use_token(token_path: Path | str | None) -> None:
         AuthenticationTokenLoader.instance().reset_cache()
 
 
+def driver_ip(address: str | None) -> str | None:
+    """The address of the node this driver attaches to, said explicitly: Ray would guess it,
+    and with ``LOOPBACK_ENV`` set (Level 2) it guesses 127.0.0.1, which is wrong for a head
+    on another loopback address (the test cluster's 127.0.0.2) and for a pod joined to a
+    real cluster (its own IP, the one that routes to the head)."""
+    if not address or address.startswith("ray://"):
+        return None
+    host = address.rsplit(":", 1)[0]
+    if host.startswith("127."):
+        return host  # a node of this machine listens there
+    from ray._private.services import node_ip_address_from_perspective
+
+    return str(node_ip_address_from_perspective(address))
+
+
 def auth_env() -> dict[str, str]:
     """This process's Ray authentication settings, to pass on to a task's processes."""
     return {k: os.environ[k] for k in (AUTH_MODE_ENV, TOKEN_PATH_ENV, TOKEN_ENV) if k in os.environ}
@@ -223,6 +238,7 @@ class RayConnection:
         try:
             ray.init(
                 address=self.address,
+                _node_ip_address=driver_ip(self.address),
                 namespace=self.namespace,
                 logging_level=logging.WARNING,
                 log_to_driver=False,  # workers' output stays in Ray's logs, not the service's
