@@ -38,6 +38,7 @@ POLL_EVERY_SECONDS = 0.5
 PLACE_TIMEOUT_SECONDS = 120.0  # a request no node can meet fails instead of waiting forever
 STOP_MARGIN_SECONDS = 40.0  # past the grace: SIGKILL, the last log chunk, the answer
 NODE_DEATH_WAIT_SECONDS = 30.0
+DRAIN_SECONDS = 10.0
 RESOURCES_PARAM = "resources"  # params key of a task's resource request, until the API has one
 
 # No retries and no restarts: a user script is not idempotent, and a restarted supervisor
@@ -102,26 +103,48 @@ class NodeExecution(Execution):
         self._polled_at = 0.0
         self._outcome: Outcome | None = None
         self._released = False
+        self._kept: list[dict[str, Any]] = []  # drained before the actor went, not yet read
 
     def progress(self) -> list[dict[str, Any]]:
-        points: list[dict[str, Any]] = []
-        if self._poll_ref is not None:
-            ready, _ = ray.wait([self._poll_ref], timeout=0)
-            if not ready:
-                return []
-            try:
-                points, self._rss = ray.get(self._poll_ref)
-            except RayError:
-                points = []  # the actor is gone: wait() tells why
-            self._poll_ref = None
-            self._seen += len(points)
-        if not self._released and time.monotonic() - self._polled_at > POLL_EVERY_SECONDS:
-            self._polled_at = time.monotonic()
-            self._poll_ref = self.actor.poll.remote(self._seen)
+        if self._outcome is not None and not self._released:
+            self._drain()  # ended: the last points, waited for, before the actor goes
+        elif not self._released:
+            self._collect()
+        points, self._kept = self._kept, []
         after = self._progress_after
         if after is not None:
             points = [p for p in points if float(p.get("time", 0)) > after]
         return points
+
+    def _collect(self) -> None:
+        """The answer of the poll in flight, if there is one yet; a new poll when due."""
+        if self._poll_ref is not None:
+            ready, _ = ray.wait([self._poll_ref], timeout=0)
+            if not ready:
+                return
+            ref, self._poll_ref = self._poll_ref, None
+            try:
+                polled, self._rss = ray.get(ref)
+            except RayError:
+                polled = []  # the actor is gone: wait() tells why
+            self._seen += len(polled)
+            self._kept += polled
+        if time.monotonic() - self._polled_at > POLL_EVERY_SECONDS:
+            self._polled_at = time.monotonic()
+            self._poll_ref = self.actor.poll.remote(self._seen)
+
+    def _drain(self) -> None:
+        """Every point not read yet, waiting for the answer (the task has ended)."""
+        if self._poll_ref is not None:
+            with contextlib.suppress(RayError, GetTimeoutError):
+                polled, _ = ray.get(self._poll_ref, timeout=DRAIN_SECONDS)
+                self._seen += len(polled)
+                self._kept += polled
+            self._poll_ref = None
+        with contextlib.suppress(RayError, GetTimeoutError):
+            polled, _ = ray.get(self.actor.poll.remote(self._seen), timeout=DRAIN_SECONDS)
+            self._seen += len(polled)
+            self._kept += polled
 
     def resources(self) -> Resources:
         return Resources(rss_bytes=self._rss)
@@ -172,6 +195,7 @@ class NodeExecution(Execution):
                 )
             except (RayError, GetTimeoutError):
                 log.warning("%s: the supervisor did not answer the stop", self.node)
+        self._drain()
         self._released = True
         kill(self.actor)
 

@@ -168,16 +168,19 @@ def test_a_restarted_data_platform_reattaches_to_a_running_task(
 ) -> None:
     task = dp.submit("survivor", "worker1", seconds=12)
     pid = dp.pid("survivor")
+    before = dp.get(task["id"])
+    assert before["status"] == "running"
     assert dp.server is not None
     dp.server.kill()  # SIGKILL: no shutdown, the task is left running on the cluster
     assert pid_alive(pid), "the task outlives the Data Platform's process"
 
     dp.start()
-    reattached = dp.get(task["id"])
     done = dp.ended(task["id"])
 
-    assert reattached["status"] == "running"
+    # Completed, not interrupted: the new process found the supervisor actor by its name
+    # (whether the task still ran then or had ended, its outcome waiting for collection).
     assert done["status"] == "completed", done
+    assert done["started_at"] == before["started_at"] and done["error"] is None
     assert done["pid"] == pid and done["node"] == ray_cluster.node("worker1").ip
     log = httpx.get(f"{dp.url}/{task['id']}/logs", timeout=30).text.splitlines()
     ticks = [int(line.split()[1]) for line in log if line.startswith("tick ")]
