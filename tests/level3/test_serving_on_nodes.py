@@ -88,7 +88,19 @@ def test_two_replicas_one_per_node_answer_and_a_killed_one_is_replaced(
     )  # fmt: skip
     backend.start(service, tmp_path / "svc.log")
     infer = f"{endpoint}/v2/models/tiny/infer"
-    wait_until(lambda: httpx.get(f"{endpoint}/health", timeout=5).status_code == 200, 180, 1)
+
+    def healthy() -> bool:
+        backend.refresh()
+        failed = backend.exit_status(service)
+        assert failed is None, failed
+        return httpx.get(f"{endpoint}/health", timeout=5).status_code == 200
+
+    try:
+        wait_until(healthy, 180, 1)
+    except AssertionError:
+        from ray import serve
+
+        raise AssertionError(str(serve.status())[-3000:]) from None
     wait_until(lambda: len(replicas()) == 2, 120, 1)
     first = replicas()
     nodes = {a.node_id for a in first}

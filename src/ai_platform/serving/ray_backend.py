@@ -86,6 +86,27 @@ class Replicas:
     storage_options: dict[str, str] = field(default_factory=dict)
 
 
+# The model server opens the record as Lance does by default: options from AWS_* variables.
+_AWS_ENV = {
+    "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
+    "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+    "aws_session_token": ("AWS_SESSION_TOKEN",),
+    "aws_endpoint": ("AWS_ENDPOINT", "AWS_ENDPOINT_URL"),
+    "aws_region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "allow_http": ("AWS_ALLOW_HTTP",),
+}
+
+
+def replica_env(storage_options: dict[str, str]) -> dict[str, str]:
+    """A replica's environment for the lake: the storage options as the platform hands them
+    to scripts, and as the AWS_* variables Lance reads (a replica's node has no AWS profile)."""
+    env = {STORAGE_OPTIONS_ENV: json.dumps(storage_options), "AWS_EC2_METADATA_DISABLED": "true"}
+    for option, names in _AWS_ENV.items():
+        if option in storage_options:
+            env.update(dict.fromkeys(names, storage_options[option]))
+    return env
+
+
 def model_application(service: Service, log_path: Path, replicas: Replicas) -> Any:
     """The Serve application of one service: ``replicas.count`` replicas of the model app."""
     model_path, device, log_file = service.model_path, service.device, str(log_path)
@@ -96,8 +117,7 @@ def model_application(service: Service, log_path: Path, replicas: Replicas) -> A
 
     actor_options: dict[str, Any] = {"num_cpus": replicas.num_cpus}
     if replicas.storage_options:
-        env = {STORAGE_OPTIONS_ENV: json.dumps(replicas.storage_options)}
-        actor_options["runtime_env"] = {"env_vars": env}
+        actor_options["runtime_env"] = {"env_vars": replica_env(replicas.storage_options)}
     deployment = serve.deployment(
         serve.ingress(build)(),
         name="model",
