@@ -9,7 +9,8 @@ shared with the node. The node's disk holds scratch only (a temp dir removed at 
 The actor is detached and named ``task:<id>``: a Data Platform that restarts finds it again
 by name and reattaches (``ray_nodes.NodeTasks.recover``). Nothing in it waits for the Data
 Platform: the task runs to its end, its log is shipped, and the outcome is kept until a Data
-Platform collects it (``close``) or, with none coming for ``ORPHAN_SECONDS``, the actor exits.
+Platform collects it (and kills the actor) or, with none coming for ``ORPHAN_SECONDS``, the
+actor exits.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,6 @@ class TaskSupervisor:
         self._follower = Follower(self.files.progress_path)
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._collected = threading.Event()
         self._outcome: Outcome | None = None
         self._seq = self._shipped = 0
         self._progress_size = -1
@@ -101,10 +102,6 @@ class TaskSupervisor:
         self._done.wait(grace + 30)
         return self._outcome
 
-    def close(self) -> None:
-        """The Data Platform has the outcome: the actor may go."""
-        self._collected.set()
-
     # -- on the node ----------------------------------------------------------------------
 
     def _watch(self) -> None:
@@ -119,8 +116,10 @@ class TaskSupervisor:
             shutil.rmtree(self.scratch_root, ignore_errors=True)
         self._outcome = outcome
         self._done.set()
-        if not self._collected.wait(ORPHAN_SECONDS):
-            os._exit(0)  # nobody came for the outcome: do not hold the node's resources
+        # A Data Platform that has the outcome kills the actor; with none coming (it crashed
+        # and stayed away), do not hold the node's resources forever.
+        time.sleep(ORPHAN_SECONDS)
+        os._exit(0)
 
     def _ship_until_done(self) -> None:
         while not self._done.wait(SHIP_SECONDS):
