@@ -39,7 +39,7 @@ from data_platform.ray_nodes import NodeTasks
 from data_platform.settings import DataPlatformSettings
 from lakeapi.schemas import FailureReason, Task, TaskError
 from serverkit.lakefs import is_local
-from serverkit.ray_runtime import RayConnection, auth_env
+from serverkit.ray_runtime import RayConnection, auth_env, lake_env
 
 NAMESPACE = "lakekit-data-platform"
 
@@ -136,8 +136,13 @@ class RayExecutor(MachineExecutor):
 
     def start(self, spec: RunSpec) -> Execution:
         if self.nodes is not None:
-            # The task's own Daft-on-Ray (DAFT_RUNNER=ray) joins the cluster we are on.
-            env = {"RAY_ADDRESS": str(self.ray.address), **spec.env}
+            # The task's own Daft-on-Ray (DAFT_RUNNER=ray) joins the cluster we are on; a
+            # script that opens the lake without options finds them in AWS_* as on a pod.
+            env = {
+                **lake_env(spec.storage_options),
+                "RAY_ADDRESS": str(self.ray.address),
+                **spec.env,
+            }
             return self.nodes.start(dataclasses.replace(spec, env=env))
         # The worker's cwd is not ours: every path absolute, the child in our cwd as on Level 1;
         # RAY_ADDRESS and the token let the task's own Daft-on-Ray join this cluster.

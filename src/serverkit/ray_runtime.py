@@ -17,6 +17,7 @@ Nothing here imports ``ray`` at module level: Level 1 never needs it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -201,6 +202,23 @@ def driver_ip(address: str | None) -> str | None:
     from ray._private.services import node_ip_address_from_perspective
 
     return str(node_ip_address_from_perspective(address))
+
+
+def lake_env(storage_options: dict[str, str]) -> dict[str, str]:
+    """Environment for a process on another node that reads the lake: the storage options as
+    the platform hands them to scripts (``LAKEKIT_STORAGE_OPTIONS``), and as the ``AWS_*``
+    variables Lance and Daft read by default, so a script (or the model server) that opens a
+    URI without options still reaches the endpoint. No instance-metadata lookups."""
+    from serverkit.lakefs import _ENV_FALLBACKS, STORAGE_OPTIONS_ENV
+
+    env = {STORAGE_OPTIONS_ENV: json.dumps(storage_options)}
+    if not storage_options:
+        return env
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    for option, names in _ENV_FALLBACKS.items():
+        if option in storage_options:
+            env.update(dict.fromkeys(names, storage_options[option]))
+    return env
 
 
 def auth_env() -> dict[str, str]:

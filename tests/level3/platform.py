@@ -11,7 +11,7 @@ import httpx
 
 from tests.level3.ray_cluster import RayCluster
 from tests.level3.s3 import S3Endpoint
-from tests.support import Server, wait_until
+from tests.support import MNIST_DIR, REPO, Server, wait_until
 
 SCRIPTS = Path(__file__).with_name("scripts")
 START_TIMEOUT = 120.0
@@ -35,7 +35,11 @@ class DataPlatform:
             "DP_DATA_ROOT": str(root / "data"),
             "DP_CANCEL_GRACE_SECONDS": "1",
         }
-        shutil.copytree(SCRIPTS, root / "scripts")
+        # The platform's own scripts and the tier's, and MNIST as the raw input (copies: a
+        # link leading out of a root is refused).
+        shutil.copytree(REPO / "scripts", root / "scripts")
+        shutil.copytree(SCRIPTS, root / "scripts", dirs_exist_ok=True)
+        shutil.copytree(MNIST_DIR, root / "data" / "raw" / "mnist")
         self.server: Server | None = None
 
     def start(self) -> Server:

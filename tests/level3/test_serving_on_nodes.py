@@ -1,24 +1,30 @@
 """Level 3 serving: a model trained by a task on a worker node into the lake on S3, served by
 Ray Serve with two replicas, one per node, each loading the model from the endpoint; a replica
-killed under load is replaced while the other answers."""
+killed under load is replaced while the other answers. Then the whole path through the AI
+Platform: ingest on worker1, train on worker2, serve, predict, all in the lake on S3."""
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from lakeapi.schemas import Service
 from tests.level3.platform import DataPlatform, lake_keys
 from tests.level3.ray_cluster import RayCluster
 from tests.level3.s3 import S3Endpoint
-from tests.support import wait_until
+from tests.support import MNIST_DIR, Server, wait_until
 
 pytestmark = [
     pytest.mark.level3,
@@ -153,3 +159,91 @@ def test_the_serve_config_file_is_read_with_rays_own_schema(tmp_path: Path) -> N
     bad.write_text("proxy_location: HeadOnly\nno_such_key: 1\n")
     with pytest.raises(Exception, match="no_such_key"):
         serve_start_options(bad, {})
+
+
+def mnist_test_images(count: int) -> list[str]:
+    """The first ``count`` MNIST test images, base64 of 784 raw bytes each."""
+    with gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz") as fh:
+        raw = fh.read(16 + 784 * count)[16:]
+    pixels = np.frombuffer(raw, dtype=np.uint8).reshape(count, 784)
+    return [base64.b64encode(row.tobytes()).decode() for row in pixels]
+
+
+@pytest.fixture(scope="module")
+def aip(
+    dp: DataPlatform, ray_cluster: RayCluster, s3: S3Endpoint, backend: Any
+) -> Iterator[httpx.Client]:
+    """The AI Platform as a real process on Ray Serve on the cluster, its state on S3 (after
+    ``backend``: Serve is already up, the AI Platform joins it)."""
+    assert dp.server is not None
+    env = {
+        "AIP_DATA_PLATFORM_URL": dp.server.url,
+        "AIP_STATE_DIR": s3.uri(f"{dp.root.name}/aip-state"),
+        "AIP_STATE_STORAGE_OPTIONS": json.dumps(s3.storage_options),
+        "AIP_LOG_DIR": str(dp.root / "aip-logs"),
+        "AIP_RUNTIME": "ray",
+        "AIP_RAY_ADDRESS": ray_cluster.address,
+        "AIP_RAY_AUTH_TOKEN_PATH": str(ray_cluster.token_path),
+        "AIP_SERVING_START_TIMEOUT": "180",
+    }
+    server = Server("ai_platform", env, "AIP_PORT", dp.root / "aip.log").start(120)
+    try:
+        with httpx.Client(base_url=server.url, timeout=180) as client:
+            yield client
+    finally:
+        server.stop()
+
+
+def job(name: str, script: str, output: str, input: str, worker: str, **params: Any) -> dict:
+    params["resources"] = {worker: 1}
+    return {"name": name, "input": input, "script": script, "params": params, "output": output}
+
+
+def ended(api: httpx.Client, path: str, timeout: float = 240) -> dict:
+    def done() -> dict | None:
+        task = api.get(path).json()
+        return task if task["status"] in ("completed", "failed") else None
+
+    return wait_until(done, timeout, interval=0.5)
+
+
+def test_ingest_train_serve_predict_through_the_ai_platform_on_the_cluster(
+    aip: httpx.Client, dp: DataPlatform, s3: S3Endpoint
+) -> None:
+    ingest = aip.post(
+        "/api/v1/ingestion-tasks",
+        json=job("l3-mnist", "pipelines/mnist_clean.py", "l3_mnist", "raw/mnist", "worker1",
+                 limit=1000, normalize=True),
+    )  # fmt: skip
+    assert ingest.status_code == 201, ingest.text
+    ingest_path = f"/api/v1/ingestion-tasks/{ingest.json()['id']}"
+    ingested = ended(aip, ingest_path)
+    assert ingested["status"] == "completed", ingested
+    train = aip.post(
+        "/api/v1/training-tasks",
+        json=job("l3-mlp", "training/mnist_mlp.py", "l3_mlp", "l3_mnist", "worker2",
+                 epochs=1, limit=1000, threads=1),
+    )  # fmt: skip
+    assert train.status_code == 201, train.text
+    trained = ended(aip, f"/api/v1/training-tasks/{train.json()['id']}")
+    assert trained["status"] == "completed", trained
+    assert trained["metrics"]["test_accuracy"] > 0.5
+    # Where each ran, from the Data Platform's records: the workers asked for.
+    nodes = {t["name"]: t["node"] for t in httpx.get(dp.url, timeout=30).json()}
+    assert nodes["l3-mnist"] == "127.0.0.3" and nodes["l3-mlp"] == "127.0.0.4"
+    assert lake_keys(s3, dp, "datasets/l3_mnist.lance/_versions/")
+    assert lake_keys(s3, dp, "models/l3_mlp.lance/_versions/")
+    assert aip.get(f"{ingest_path}/logs").text, "the ingestion's log, from the lake"
+
+    created = aip.post("/api/v1/inference-services", json={"name": "l3-digits", "model": "l3_mlp"})
+    assert created.status_code == 201, created.text
+    service = created.json()
+    assert service["status"] == "running"
+    images = mnist_test_images(4)
+    path = f"/api/v1/inference-services/{service['id']}/predict"
+    through = aip.post(path, json={"image": images[0]})
+    assert through.status_code == 200, through.text
+    assert through.json()["prediction"] in range(10)
+    batch = aip.post(path, json={"images": images}).json()["predictions"]
+    assert len(batch) == 4 and batch[0]["prediction"] == through.json()["prediction"]
+    assert aip.delete(f"/api/v1/inference-services/{service['id']}").status_code == 204

@@ -13,7 +13,6 @@ serialises them so that two deploys never race in the controller.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -30,9 +29,8 @@ from ai_platform.settings import AIPlatformSettings
 from lakeapi.errors import InvalidRequest, PlatformError
 from lakeapi.schemas import Service
 from ray import serve
-from serverkit.lakefs import STORAGE_OPTIONS_ENV
 from serverkit.net import free_port
-from serverkit.ray_runtime import RayConnection
+from serverkit.ray_runtime import RayConnection, lake_env
 
 log = logging.getLogger(__name__)
 
@@ -86,27 +84,6 @@ class Replicas:
     storage_options: dict[str, str] = field(default_factory=dict)
 
 
-# The model server opens the record as Lance does by default: options from AWS_* variables.
-_AWS_ENV = {
-    "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
-    "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
-    "aws_session_token": ("AWS_SESSION_TOKEN",),
-    "aws_endpoint": ("AWS_ENDPOINT", "AWS_ENDPOINT_URL"),
-    "aws_region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
-    "allow_http": ("AWS_ALLOW_HTTP",),
-}
-
-
-def replica_env(storage_options: dict[str, str]) -> dict[str, str]:
-    """A replica's environment for the lake: the storage options as the platform hands them
-    to scripts, and as the AWS_* variables Lance reads (a replica's node has no AWS profile)."""
-    env = {STORAGE_OPTIONS_ENV: json.dumps(storage_options), "AWS_EC2_METADATA_DISABLED": "true"}
-    for option, names in _AWS_ENV.items():
-        if option in storage_options:
-            env.update(dict.fromkeys(names, storage_options[option]))
-    return env
-
-
 def model_application(service: Service, log_path: Path, replicas: Replicas) -> Any:
     """The Serve application of one service: ``replicas.count`` replicas of the model app."""
     model_path, device, log_file = service.model_path, service.device, str(log_path)
@@ -117,7 +94,8 @@ def model_application(service: Service, log_path: Path, replicas: Replicas) -> A
 
     actor_options: dict[str, Any] = {"num_cpus": replicas.num_cpus}
     if replicas.storage_options:
-        actor_options["runtime_env"] = {"env_vars": replica_env(replicas.storage_options)}
+        # The model server opens the record as Lance does by default: AWS_* variables.
+        actor_options["runtime_env"] = {"env_vars": lake_env(replicas.storage_options)}
     deployment = serve.deployment(
         serve.ingress(build)(),
         name="model",
