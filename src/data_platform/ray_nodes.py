@@ -17,6 +17,7 @@ we ask), else ``killed``. Its output is rolled back by the supervisor as for any
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -39,7 +40,9 @@ PLACE_TIMEOUT_SECONDS = 120.0  # a request no node can meet fails instead of wai
 STOP_MARGIN_SECONDS = 40.0  # past the grace: SIGKILL, the last log chunk, the answer
 NODE_DEATH_WAIT_SECONDS = 30.0
 DRAIN_SECONDS = 10.0
-RESOURCES_PARAM = "resources"  # params key of a task's resource request, until the API has one
+# The params key of a task's resource request, until the request has a field of its own;
+# taken out of the params before the script sees them.
+RESOURCES_PARAM = "resources"
 
 # No retries and no restarts: a user script is not idempotent, and a restarted supervisor
 # would not have the task's process. Threads: wait blocks while poll and stop answer.
@@ -236,6 +239,10 @@ class NodeTasks:
         if request is not None and not isinstance(request, dict):
             raise ValueError(f"params.{RESOURCES_PARAM} must be an object")
         options = ray_options(request)
+        # The platform's key, not the script's: a script that checks its params strictly
+        # (the training scripts do) must not see it.
+        params = {k: v for k, v in spec.params.items() if k != RESOURCES_PARAM}
+        spec = dataclasses.replace(spec, params=params)
         self.objects(spec.task_id).delete()  # a log of an earlier try of this id would lie
         actor = _Supervisor.options(
             name=actor_name(spec.task_id),
