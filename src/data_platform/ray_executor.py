@@ -11,8 +11,8 @@ Cancel: ``ray.cancel(ref)`` raises KeyboardInterrupt in the Ray task, which stop
 and the environment-marker kill removes anything left. What ``ray.get`` raises then does not
 reliably say "cancelled"; the supervisor knows it asked for the stop and decides the reason.
 
-Recovery: a Ray task of an earlier Data Platform has no handle we could find again (Ray Jobs'
-named supervisor actor would give one, Level 3); its tree is killed and the task interrupted.
+Recovery: a Ray task of an earlier Data Platform has no handle we could find again (Level 3's
+named supervisor actor gives one: ``ray_nodes``); its tree is killed and the task interrupted.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from ray.exceptions import RayError
 
 import ray
-from data_platform.execution import Execution, Outcome, RunSpec
+from data_platform.execution import Execution, LogSource, Outcome, RunSpec
 from data_platform.local_executor import (
     ChildProcess,
     FileProgress,
@@ -35,9 +35,13 @@ from data_platform.local_executor import (
     kill_task_processes,
     read_outcome,
 )
+from data_platform.ray_nodes import NodeTasks
 from data_platform.settings import DataPlatformSettings
-from lakeapi.schemas import FailureReason, TaskError
-from serverkit.ray_runtime import RayConnection, auth_env
+from lakeapi.schemas import FailureReason, Task, TaskError
+from serverkit.lakefs import is_local
+from serverkit.ray_runtime import RayConnection, auth_env, lake_env
+
+NAMESPACE = "lakekit-data-platform"
 
 _POLL_SECONDS = 0.1
 _FORCE_AFTER_SECONDS = 5.0  # past the grace, before a graceful cancel gives way to force
@@ -110,17 +114,36 @@ class RayExecution(FileProgress, Execution):
 
 class RayExecutor(MachineExecutor):
     """Level 2: tasks as Ray tasks on a cluster we join or start (``DP_RAY_ADDRESS``); one
-    machine, so logs, scratch, the marker kill and /proc memory work as on Level 1."""
+    machine, so logs, scratch, the marker kill and /proc memory work as on Level 1.
+
+    Level 3, when the lake is on object storage (the nodes then share no disk with us): each
+    task runs under a supervisor actor on a node of the cluster (``ray_nodes``), its log and
+    progress shipped into the lake.
+    """
 
     def __init__(self, settings: DataPlatformSettings) -> None:
         super().__init__(settings.resolved_work_dir, settings.log_max_bytes)
         self.grace = settings.cancel_grace_seconds
         self.ray = RayConnection(
-            settings.ray_address, settings.ray_auth_token_path, namespace="lakekit-data-platform"
+            settings.ray_address, settings.ray_auth_token_path, namespace=NAMESPACE
         ).open()
         self.default_concurrency = self.ray.cpus()
+        self.nodes: NodeTasks | None = None
+        if not is_local(settings.lake_root):
+            self.nodes = NodeTasks(
+                settings.lake_root, settings.storage_options, NAMESPACE, settings.log_max_bytes
+            )
 
     def start(self, spec: RunSpec) -> Execution:
+        if self.nodes is not None:
+            # The task's own Daft-on-Ray (DAFT_RUNNER=ray) joins the cluster we are on; a
+            # script that opens the lake without options finds them in AWS_* as on a pod.
+            env = {
+                **lake_env(spec.storage_options),
+                "RAY_ADDRESS": str(self.ray.address),
+                **spec.env,
+            }
+            return self.nodes.start(dataclasses.replace(spec, env=env))
         # The worker's cwd is not ours: every path absolute, the child in our cwd as on Level 1;
         # RAY_ADDRESS and the token let the task's own Daft-on-Ray join this cluster.
         spec = dataclasses.replace(
@@ -135,6 +158,16 @@ class RayExecutor(MachineExecutor):
             spec, files, self.grace, self.log_max_bytes, str(Path.cwd())
         )
         return RayExecution(ref, spec, files)
+
+    def recover(self, task: Task) -> Execution | None:
+        if self.nodes is not None:
+            return self.nodes.recover(task)
+        return super().recover(task)
+
+    def logs(self, task_id: str) -> LogSource:
+        if self.nodes is not None:
+            return self.nodes.logs(task_id)
+        return super().logs(task_id)
 
     def close(self) -> None:
         self.ray.close()

@@ -17,6 +17,7 @@ Nothing here imports ``ray`` at module level: Level 1 never needs it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -188,6 +189,38 @@ def use_token(token_path: Path | str | None) -> None:
         AuthenticationTokenLoader.instance().reset_cache()
 
 
+def driver_ip(address: str | None) -> str | None:
+    """The address of the node this driver attaches to, said explicitly: Ray would guess it,
+    and with ``LOOPBACK_ENV`` set (Level 2) it guesses 127.0.0.1, which is wrong for a head
+    on another loopback address (the test cluster's 127.0.0.2) and for a pod joined to a
+    real cluster (its own IP, the one that routes to the head)."""
+    if not address or address.startswith("ray://"):
+        return None
+    host = address.rsplit(":", 1)[0]
+    if host.startswith("127."):
+        return host  # a node of this machine listens there
+    from ray._private.services import node_ip_address_from_perspective
+
+    return str(node_ip_address_from_perspective(address))
+
+
+def lake_env(storage_options: dict[str, str]) -> dict[str, str]:
+    """Environment for a process on another node that reads the lake: the storage options as
+    the platform hands them to scripts (``LAKEKIT_STORAGE_OPTIONS``), and as the ``AWS_*``
+    variables Lance and Daft read by default, so a script (or the model server) that opens a
+    URI without options still reaches the endpoint. No instance-metadata lookups."""
+    from serverkit.lakefs import _ENV_FALLBACKS, STORAGE_OPTIONS_ENV
+
+    env = {STORAGE_OPTIONS_ENV: json.dumps(storage_options)}
+    if not storage_options:
+        return env
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    for option, names in _ENV_FALLBACKS.items():
+        if option in storage_options:
+            env.update(dict.fromkeys(names, storage_options[option]))
+    return env
+
+
 def auth_env() -> dict[str, str]:
     """This process's Ray authentication settings, to pass on to a task's processes."""
     return {k: os.environ[k] for k in (AUTH_MODE_ENV, TOKEN_PATH_ENV, TOKEN_ENV) if k in os.environ}
@@ -223,6 +256,7 @@ class RayConnection:
         try:
             ray.init(
                 address=self.address,
+                _node_ip_address=driver_ip(self.address),
                 namespace=self.namespace,
                 logging_level=logging.WARNING,
                 log_to_driver=False,  # workers' output stays in Ray's logs, not the service's

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.level3.platform import DataPlatform
 from tests.level3.ray_cluster import RayCluster, describe, local_cluster
 from tests.level3.s3 import S3Endpoint, SeaweedS3
 
@@ -50,3 +51,17 @@ def ray_cluster() -> Iterator[RayCluster]:
     finally:
         cluster.stop()
     assert not cluster.pids(), f"outlived the cluster: {describe(cluster.pids())}"
+
+
+@pytest.fixture(scope="module")
+def dp(
+    ray_cluster: RayCluster, s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DataPlatform]:
+    """The Data Platform joined to the module's cluster, its lake on the endpoint."""
+    platform = DataPlatform(tmp_path_factory.mktemp("l3tasks"), ray_cluster, s3)
+    platform.start()
+    try:
+        yield platform
+    finally:
+        if platform.server is not None:
+            platform.server.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from lakeapi.errors import InvalidRequest, PlatformError
 from lakeapi.schemas import Service
 from ray import serve
 from serverkit.net import free_port
-from serverkit.ray_runtime import RayConnection
+from serverkit.ray_runtime import RayConnection, lake_env
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,16 @@ _GONE = (ApplicationStatus.NOT_STARTED, ApplicationStatus.DELETING)
 
 
 def _load_model_app(model_path: str, device: str, log_file: str, model_name: str) -> FastAPI:
-    """Runs in the replica: Level 1's model server app, logging to the service's log."""
-    handler = logging.FileHandler(log_file)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    """Runs in the replica: Level 1's model server app, logging to the service's log (when
+    the replica's node has that folder: on another node its log stays in Ray's)."""
     root = logging.getLogger()
-    root.addHandler(handler)
+    try:
+        handler = logging.FileHandler(log_file)
+    except OSError:
+        pass
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        root.addHandler(handler)
     root.setLevel(logging.INFO)
     import torch
 
@@ -63,39 +69,109 @@ def _load_model_app(model_path: str, device: str, log_file: str, model_name: str
     return app
 
 
-def model_application(service: Service, log_path: Path, num_cpus: float) -> Any:
-    """The Serve application of one service: one replica of the model server app."""
+@dataclass(frozen=True)
+class Replicas:
+    """How many replicas each service gets, and where.
+
+    ``per_node=1`` spreads them one per node (Serve's ``max_replicas_per_node``): a node lost
+    then takes one replica, not all. ``storage_options`` reach the replicas' environment, so
+    a replica on any node reads the model from an object-store lake.
+    """
+
+    count: int = 1
+    per_node: int | None = None
+    num_cpus: float = 0.0
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+
+def model_application(service: Service, log_path: Path, replicas: Replicas) -> Any:
+    """The Serve application of one service: ``replicas.count`` replicas of the model app."""
     model_path, device, log_file = service.model_path, service.device, str(log_path)
     name = service.name  # OIP clients address the model by the service's name
 
     def build() -> FastAPI:  # a plain function: Serve calls it in the replica at start
         return _load_model_app(model_path, device, log_file, name)
 
+    actor_options: dict[str, Any] = {"num_cpus": replicas.num_cpus}
+    if replicas.storage_options:
+        # The model server opens the record as Lance does by default: AWS_* variables.
+        actor_options["runtime_env"] = {"env_vars": lake_env(replicas.storage_options)}
     deployment = serve.deployment(
         serve.ingress(build)(),
         name="model",
-        num_replicas=1,
-        ray_actor_options={"num_cpus": num_cpus},
+        num_replicas=replicas.count,
+        ray_actor_options=actor_options,
         # A model that cannot load will not load on a retry either: fail after one try.
         max_constructor_retry_count=1,
     )
+    if replicas.per_node:
+        deployment = deployment.options(  # type: ignore[attr-defined]  # a Deployment
+            max_replicas_per_node=replicas.per_node
+        )
     return deployment.bind()  # type: ignore[attr-defined]  # serve.deployment(app): a Deployment
+
+
+def serve_start_options(path: Path, defaults: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Serve's ``http_options`` and ``proxy_location`` from a ``ServeDeploySchema`` file
+    (checked by Ray's own schema: an unknown key is an error); ``defaults`` fill the
+    options the file leaves out. Its ``applications`` are not deployed (see the module)."""
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    config = ServeDeploySchema.model_validate(raw)
+    unknown = unknown_keys(config, raw)
+    if unknown:  # Ray's schema drops them silently: a misspelt option would be lost
+        raise ValueError(f"{path}: unknown Serve setting(s): {', '.join(unknown)}")
+    http = {**defaults, **(raw.get("http_options") or {})}
+    location = config.proxy_location
+    return http, str(getattr(location, "value", location) or "HeadOnly")
+
+
+def unknown_keys(model: Any, raw: Any, where: str = "") -> list[str]:
+    """Keys of ``raw`` that ``model`` (parsed from it) has no field for, recursively."""
+    if not isinstance(raw, dict):
+        return []
+    fields = type(model).model_fields
+    names = {info.alias or name: name for name, info in fields.items()} | {n: n for n in fields}
+    found = []
+    for key, value in raw.items():
+        if key not in names:
+            found.append(f"{where}{key}")
+        elif hasattr(parsed := getattr(model, names[key]), "model_fields"):
+            found += unknown_keys(parsed, value, f"{where}{key}.")
+    return found
 
 
 class RayServeBackend(ServingBackend):
     """Inference services as Ray Serve applications (``AIP_RUNTIME=ray``)."""
 
-    def __init__(self, settings: AIPlatformSettings) -> None:
-        self.replica_cpus = settings.ray_replica_cpus
+    def __init__(
+        self,
+        settings: AIPlatformSettings,
+        replicas: int = 1,
+        replicas_per_node: int | None = None,
+        serve_config: Path | None = None,
+    ) -> None:
+        """Args beyond ``settings`` (until settings carry them): replicas per service, at
+        most ``replicas_per_node`` on a node, and Serve's settings file (``AIP_SERVE_CONFIG``:
+        a ``ServeDeploySchema``; its ``http_options`` and ``proxy_location`` start Serve)."""
+        self.replicas = Replicas(
+            count=replicas,
+            per_node=replicas_per_node,
+            num_cpus=settings.ray_replica_cpus,
+            storage_options=dict(settings.state_storage_options),
+        )
         self.ray = RayConnection(
             settings.ray_address, settings.ray_auth_token_path, namespace="lakekit-ai-platform"
         ).open()
         try:
             port = settings.ray_serve_port or free_port(settings.serving_host)
-            serve.start(
-                http_options={"host": settings.serving_host, "port": port},
-                proxy_location="HeadOnly",
-            )
+            http_options: dict[str, Any] = {"host": settings.serving_host, "port": port}
+            proxy_location = "HeadOnly"
+            if serve_config is not None:
+                http_options, proxy_location = serve_start_options(serve_config, http_options)
+            serve.start(http_options=http_options, proxy_location=proxy_location)
             # A Serve that already ran on the cluster keeps its own host and port.
             serve_client = _get_global_client()
             if serve_client is None:
@@ -130,7 +206,7 @@ class RayServeBackend(ServingBackend):
 
     def start(self, service: Service, log_path: Path) -> int | None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        app = model_application(service, log_path, self.replica_cpus)
+        app = model_application(service, log_path, self.replicas)
         with self._lock:
             # Not serve.run: it waits for RUNNING without a time limit. The manager waits for
             # /health under its own start timeout, as on Level 1. (_run is marked stable.)
