@@ -40,7 +40,9 @@ class AIPlatformSettings(BaseSettings):
     )
     data_platform_api_key: str | None = Field(
         None,
-        validation_alias=AliasChoices("data_platform_api_key", "DP_API_KEY"),
+        validation_alias=AliasChoices(
+            "data_platform_api_key", "AIP_DATA_PLATFORM_API_KEY", "DP_API_KEY"
+        ),
         description="The key sent to the Data Platform (unset: api_key).",
     )
     allowed_hosts: list[str] = Field(
