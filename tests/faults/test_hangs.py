@@ -83,8 +83,12 @@ def test_a_sigstopped_model_server_is_unhealthy_fails_fast_and_recovers(api):
         assert pid_alive(pid)  # hung, not dead: it is not failed
     finally:
         os.kill(pid, signal.SIGCONT)
-    wait_until(lambda: api.get(f"{SERVICES}/frozen").json()["status"] == "running", timeout=5)
-    assert api.get(f"{SERVICES}/frozen").json()["error"] is None
+
+    def recovered() -> bool:
+        s = api.get(f"{SERVICES}/frozen").json()
+        return s["status"] == "running" and s["error"] is None
+
+    wait_until(recovered, timeout=5)
     assert api.post(f"{SERVICES}/frozen/predict", json={"images": images}).status_code == 200
     assert api.delete(f"{SERVICES}/frozen").status_code == 204
     wait_until(lambda: not pid_alive(pid))
