@@ -47,7 +47,7 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = DataPlatformClient(
             settings.data_platform_url,
-            settings.key_for_data_platform,
+            settings.data_platform_api_key,
             Deadlines(
                 settings.dp_connect_timeout, settings.dp_read_timeout, settings.dp_write_timeout
             ),

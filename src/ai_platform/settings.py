@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,18 +32,16 @@ class AIPlatformSettings(BaseSettings):
         description="Model-server logs, on this machine's disk; unset: <state_dir>/logs when "
         "state_dir is local, else ./.aip-logs.",
     )
-    # Either key protects both services: the AI Platform falls back on the Data Platform's.
     api_key: str | None = Field(
+        None, description="When set, requests need 'Bearer <key>' (unset: DP_API_KEY's value)."
+    )
+    dp_api_key: str | None = Field(
         None,
-        validation_alias=AliasChoices("api_key", "AIP_API_KEY", "DP_API_KEY"),
-        description="When set, requests need 'Bearer <key>' (unset: DP_API_KEY's value).",
+        validation_alias=AliasChoices("dp_api_key", "DP_API_KEY"),
+        description="The Data Platform's key, if it was given to this service too.",
     )
     data_platform_api_key: str | None = Field(
-        None,
-        validation_alias=AliasChoices(
-            "data_platform_api_key", "AIP_DATA_PLATFORM_API_KEY", "DP_API_KEY"
-        ),
-        description="The key sent to the Data Platform (unset: api_key).",
+        None, description="The key sent to the Data Platform (unset: DP_API_KEY, then api_key)."
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
@@ -95,14 +93,19 @@ class AIPlatformSettings(BaseSettings):
         0.0, ge=0, description="runtime=ray: CPUs each model replica reserves in Ray."
     )
 
+    @model_validator(mode="after")
+    def _either_key(self) -> AIPlatformSettings:
+        """Either key protects both services; an empty one is none."""
+        self.api_key = self.api_key or self.dp_api_key or None
+        self.data_platform_api_key = (
+            self.data_platform_api_key or self.dp_api_key or self.api_key or None
+        )
+        return self
+
     @field_validator("state_dir", mode="before")
     @classmethod
     def _path_as_text(cls, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-    @property
-    def key_for_data_platform(self) -> str | None:
-        return self.data_platform_api_key or self.api_key
 
     @property
     def state_uri(self) -> str:
