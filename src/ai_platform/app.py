@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,14 +16,15 @@ from prometheus_client import Gauge
 from ai_platform import ui
 from ai_platform.api import jobs, lake, services
 from ai_platform.api.predict_path import PredictFastPath
-from ai_platform.dp_client import DataPlatformClient
+from ai_platform.dp_client import DataPlatformClient, Deadlines
 from ai_platform.jobs import INGESTION, TRAINING, JobManager
 from ai_platform.serving.backend import LocalProcessBackend, ServingBackend
+from ai_platform.serving.health import ProbePolicy
 from ai_platform.serving.manager import ServingManager
 from ai_platform.settings import AIPlatformSettings
 from lakeapi.schemas import ServiceStatus
 from serverkit.docs import install_offline_docs
-from serverkit.http import Guard, install_error_handlers
+from serverkit.http import Guard, install_error_handlers, trusted_hosts
 from serverkit.lakelock import LakeLock
 from serverkit.metrics import install_metrics
 from serverkit.recordstore import RecordTable
@@ -35,7 +38,7 @@ def make_backend(settings: AIPlatformSettings) -> ServingBackend:
         from ai_platform.serving.ray_backend import RayServeBackend  # optional extra
 
         return RayServeBackend(settings)
-    return LocalProcessBackend(settings.serving_host)
+    return LocalProcessBackend(settings.serving_host, settings.api_key)
 
 
 def with_state_lease(settings: AIPlatformSettings, lifespan: Any) -> Any:
@@ -60,7 +63,11 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = DataPlatformClient(
-            settings.data_platform_url, settings.api_key, settings.upstream_timeout
+            settings.data_platform_url,
+            settings.data_platform_api_key,
+            Deadlines(
+                settings.dp_connect_timeout, settings.dp_read_timeout, settings.dp_write_timeout
+            ),
         )
         serving = ServingManager(
             RecordTable(f"{settings.state_uri}/services.lance", settings.state_storage_options),
@@ -68,16 +75,27 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
             client,
             make_backend(settings),
             settings.serving_start_timeout,
-            settings.upstream_timeout,
+            settings.predict_timeout,
+            api_key=settings.api_key,
+            probe=ProbePolicy(
+                settings.health_probe_interval,
+                settings.health_probe_timeout,
+                settings.health_probe_failures,
+            ),
         )
         await serving.start()
         app.state.client = client
         app.state.serving = serving
         app.state.ingestion = JobManager(client, INGESTION)
         app.state.training = JobManager(client, TRAINING)
+        app.state.data_platform = "unknown"
+        watch = asyncio.create_task(_watch_data_platform(app, client), name="dp-health")
         try:
             yield
         finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             await serving.aclose()
             await client.aclose()
 
@@ -101,8 +119,15 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
-        """Liveness: answers without an API key."""
-        return {"status": "ok", "service": "ai-platform", "runtime": settings.runtime}
+        """Liveness, without an API key, at once: ``degraded`` when the Data Platform is not
+        ``ok`` (``slow``, ``unreachable``; ``unknown`` before the first check)."""
+        data_platform = getattr(app.state, "data_platform", "unknown")
+        return {
+            "status": "ok" if data_platform == "ok" else "degraded",
+            "service": "ai-platform",
+            "runtime": settings.runtime,
+            "data_platform": data_platform,
+        }
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
@@ -117,11 +142,23 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         open_paths=("/health", "/", "/ui"),
         open_prefixes=("/ui/",),
+        allowed_hosts=trusted_hosts(settings.host, settings.allowed_hosts),
+        binary_suffixes=("/infer",),  # the Open Inference Protocol's binary tensors
     )
     # Outermost, so requests Guard refuses are counted. /metrics stays behind the API key
     # when one is set (service names are in it): Prometheus sends it as a bearer token.
     _install_metrics(app)
     return app
+
+
+DP_CHECK_SECONDS = 1.0
+
+
+async def _watch_data_platform(app: FastAPI, client: DataPlatformClient) -> None:
+    """Keep ``app.state.data_platform`` current, so that ``/health`` never waits on it."""
+    while True:
+        app.state.data_platform = await client.ping(DP_CHECK_SECONDS)
+        await asyncio.sleep(DP_CHECK_SECONDS)
 
 
 def _install_metrics(app: FastAPI) -> None:

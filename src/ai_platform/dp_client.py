@@ -2,13 +2,16 @@
 
 Async (``httpx.AsyncClient``) so that a slow Data Platform holds no thread of ours, and typed:
 every answer is parsed into the one set of wire records (``lakeapi.schemas``). Errors come back
-as the ``PlatformError`` the Data Platform raised; a 5xx without a code of ours, or no answer at
-all, is ``UpstreamUnavailable`` (502).
+as the ``PlatformError`` the Data Platform raised; a 5xx without a code of ours, or no
+connection, is ``UpstreamUnavailable`` (502); no answer within the deadline is
+``UpstreamTimeout`` (504). Every call has a connect and a read deadline (reads and writes have
+their own), so a hung Data Platform costs a caller seconds, not a minute.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -40,6 +43,29 @@ _MODEL_VERSIONS = TypeAdapter(list[ModelVersion])
 _TAGS = TypeAdapter(list[Tag])
 
 
+class UpstreamTimeout(UpstreamUnavailable):
+    """The Data Platform did not answer within the deadline (504)."""
+
+    code = "UPSTREAM_TIMEOUT"
+
+    @property
+    def status(self) -> int:
+        return 504  # lakeapi's table does not know this code yet
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds a Data Platform call may take: to connect, then to answer.
+
+    ``read`` is for GETs, ``write`` for POST and DELETE (a commit to the lake); a log stream
+    must connect and send its first bytes within ``connect`` and ``read``, and then has no limit.
+    """
+
+    connect: float = 2.0
+    read: float = 10.0
+    write: float = 30.0
+
+
 class LogStream:
     """An open log stream: iterate for bytes; ``aclose`` (idempotent) lets go of it upstream."""
 
@@ -66,23 +92,31 @@ class DataPlatformClient:
     Args:
         base_url: the Data Platform, e.g. ``http://127.0.0.1:8001``.
         api_key: sent as ``Authorization: Bearer <key>`` when set.
-        timeout: seconds for one call (connect, send, read); streams have no read limit.
+        timeout: connect and answer deadlines; a bare number is the read and write deadline.
     """
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, api_key: str | None = None, timeout: Deadlines | float = Deadlines()
+    ) -> None:
+        deadlines = timeout
+        if not isinstance(deadlines, Deadlines):
+            deadlines = Deadlines(min(2.0, deadlines), deadlines, deadlines)
+        self.deadlines = deadlines
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
+        self._reads = httpx.Timeout(deadlines.read, connect=deadlines.connect)
+        self._writes = httpx.Timeout(deadlines.write, connect=deadlines.connect)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
-            timeout=timeout,
+            timeout=self._reads,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
         )
         # Log followers get their own pool: however many are open, a call never waits for one.
         self._streams = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
-            timeout=httpx.Timeout(timeout, read=None),
+            timeout=httpx.Timeout(deadlines.read, connect=deadlines.connect, read=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
         )
 
@@ -91,18 +125,39 @@ class DataPlatformClient:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        timeout = self._reads if method == "GET" else self._writes
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._http.request(method, path, timeout=timeout, **kwargs)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from exc
         if response.status_code >= 400:
             raise _error(response)
         return response
 
-    def _unreachable(self, exc: httpx.HTTPError) -> UpstreamUnavailable:
+    def _unreachable(self, exc: Exception) -> UpstreamUnavailable:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return UpstreamTimeout(
+                f"the Data Platform at {self.base_url} did not accept a connection within "
+                f"{self.deadlines.connect:g} s"
+            )
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            return UpstreamTimeout(
+                f"the Data Platform at {self.base_url} did not answer within the deadline "
+                f"({type(exc).__name__})"
+            )
         return UpstreamUnavailable(
             f"the Data Platform at {self.base_url} is unreachable: {type(exc).__name__}"
         )
+
+    async def ping(self, timeout: float) -> str:
+        """``ok``, ``slow`` (no answer to ``/health`` within ``timeout``) or ``unreachable``."""
+        try:
+            response = await self._http.get("/health", timeout=timeout)
+        except httpx.TimeoutException:
+            return "slow"
+        except httpx.HTTPError:
+            return "unreachable"
+        return "ok" if response.status_code == 200 else "unreachable"
 
     async def _record(self, cls: type[R], method: str, path: str, **kwargs: Any) -> R:
         response = await self._call(method, path, **kwargs)
@@ -197,8 +252,10 @@ class DataPlatformClient:
             params["tail"] = tail
         request = self._streams.build_request("GET", f"/api/v1/tasks/{task_id}/logs", params=params)
         try:
-            response = await self._streams.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            # The stream's head has the read deadline; its body then has none.
+            with anyio.fail_after(self.deadlines.connect + self.deadlines.read):
+                response = await self._streams.send(request, stream=True)
+        except (httpx.HTTPError, TimeoutError) as exc:
             raise self._unreachable(exc) from exc
         if response.status_code >= 400:
             try:

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class AIPlatformSettings(BaseSettings):
     """Every knob of the AI Platform; built once and passed to ``create_app``."""
 
-    model_config = SettingsConfigDict(env_prefix="AIP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AIP_", extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -33,7 +33,20 @@ class AIPlatformSettings(BaseSettings):
         "state_dir is local, else ./.aip-logs.",
     )
     api_key: str | None = Field(
-        None, description="When set, requests need 'Bearer <key>'; also sent to the Data Platform."
+        None, description="When set, requests need 'Bearer <key>' (unset: DP_API_KEY's value)."
+    )
+    dp_api_key: str | None = Field(
+        None,
+        validation_alias=AliasChoices("dp_api_key", "DP_API_KEY"),
+        description="The Data Platform's key, if it was given to this service too.",
+    )
+    data_platform_api_key: str | None = Field(
+        None, description="The key sent to the Data Platform (unset: DP_API_KEY, then api_key)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names requests may carry besides loopback and the bound host "
+        "(JSON list; '*' allows any).",
     )
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Largest request body.")
     log_requests: bool = Field(
@@ -41,7 +54,25 @@ class AIPlatformSettings(BaseSettings):
     )
     serving_host: str = Field("127.0.0.1", description="Address model servers bind.")
     serving_start_timeout: float = Field(60.0, gt=0, description="Seconds for a model to load.")
-    upstream_timeout: float = Field(60.0, gt=0, description="HTTP timeout towards other servers.")
+    dp_connect_timeout: float = Field(2.0, gt=0, description="Seconds to connect to the DP.")
+    dp_read_timeout: float = Field(
+        10.0, gt=0, description="Seconds for the Data Platform to answer a read (GET)."
+    )
+    dp_write_timeout: float = Field(
+        30.0, gt=0, description="Seconds for the Data Platform to answer a write (POST, DELETE)."
+    )
+    predict_timeout: float = Field(
+        30.0, gt=0, description="Seconds for a model server to answer one prediction."
+    )
+    health_probe_interval: float = Field(
+        0.5, gt=0, description="Seconds between health probes of each model server."
+    )
+    health_probe_timeout: float = Field(
+        1.0, gt=0, description="Seconds a model server has to answer a health probe."
+    )
+    health_probe_failures: int = Field(
+        2, ge=1, description="Failed probes in a row that make a service unhealthy."
+    )
     runtime: Literal["local", "ray"] = Field(
         "local", description="'local' (model servers as processes) or 'ray' (Ray Serve)."
     )
@@ -61,6 +92,15 @@ class AIPlatformSettings(BaseSettings):
     ray_replica_cpus: float = Field(
         0.0, ge=0, description="runtime=ray: CPUs each model replica reserves in Ray."
     )
+
+    @model_validator(mode="after")
+    def _either_key(self) -> AIPlatformSettings:
+        """Either key protects both services; an empty one is none."""
+        self.api_key = self.api_key or self.dp_api_key or None
+        self.data_platform_api_key = (
+            self.data_platform_api_key or self.dp_api_key or self.api_key or None
+        )
+        return self
 
     @field_validator("state_dir", mode="before")
     @classmethod

@@ -8,6 +8,10 @@ the lake unless told otherwise.
 Level 2 (``DP_RUNTIME=ray`` and/or ``AIP_RUNTIME=ray``): unless given ``*_RAY_ADDRESS``, the
 launcher starts one private local Ray for both services (its own temp dir, ports and token),
 passes them its address and token file, and stops it after them.
+
+Ctrl-C or SIGTERM stops both services at once; whatever still runs ``grace`` seconds later
+(``LAKESTACK_SHUTDOWN_GRACE_SECONDS``, default 10) is killed, and what the services started
+(model servers, tasks) dies with them.
 """
 
 from __future__ import annotations
@@ -28,18 +32,28 @@ from data_platform.settings import DataPlatformSettings
 from serverkit.procs import set_pdeathsig
 from serverkit.ray_runtime import LocalRay
 
+GRACE_ENV = "LAKESTACK_SHUTDOWN_GRACE_SECONDS"
+GRACE_SECONDS = 10.0
+
 
 class Platform:
     """Both services as child processes, sharing one lake."""
 
-    def __init__(self, env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        grace: float | None = None,
+    ) -> None:
         self.env = {**os.environ, **(env or {})}
+        self.grace = float(self.env.get(GRACE_ENV, GRACE_SECONDS)) if grace is None else grace
+        # Either key protects both services (the AI Platform falls back on DP_API_KEY itself).
+        if self.env.get("AIP_API_KEY") and not self.env.get("DP_API_KEY"):
+            self.env["DP_API_KEY"] = self.env["AIP_API_KEY"]
         dp = DataPlatformSettings(_env_file=None, **_from_env(self.env, "DP_"))
         self.dp_url = f"http://{dp.host}:{dp.port}"
         self.env.setdefault("AIP_DATA_PLATFORM_URL", self.dp_url)
         self.env.setdefault("AIP_STATE_DIR", str(dp.lake_root / "_ai_platform"))
-        if dp.api_key and "AIP_API_KEY" not in self.env:
-            self.env["AIP_API_KEY"] = dp.api_key
         aip = AIPlatformSettings(_env_file=None, **_from_env(self.env, "AIP_"))
         self.url = f"http://{aip.host}:{aip.port}"
         self.log_dir = log_dir
@@ -97,17 +111,19 @@ class Platform:
         raise RuntimeError(f"{module} did not answer at {url} within {timeout:g} s")
 
     def stop(self) -> None:
-        """AI Platform first (it stops the model servers), then the Data Platform, then the
-        Ray we started (only that one)."""
-        for module in ("ai_platform", "data_platform"):
-            proc = self.procs.get(module)
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        """Both services at once (the AI Platform stops its model servers, the Data Platform
+        its tasks), killed if they outlast the grace period; then the Ray we started (only
+        that one)."""
+        running = [p for p in self.procs.values() if p.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its children die with it (PDEATHSIG, or their parent watch)
+                proc.wait()
         if self.ray is not None:
             self.ray.stop()
             self.ray = None

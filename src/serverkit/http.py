@@ -1,10 +1,12 @@
-"""The HTTP boundary shared by every server: errors become the envelope, in one place."""
+"""The HTTP boundary shared by every server: errors become the envelope, in one place; the
+guard every request passes first (trusted hosts, API key, body size, JSON content types)."""
 
 from __future__ import annotations
 
 import hmac
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +26,48 @@ _CODE_BY_HTTP_STATUS = {
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
 }
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+_WILDCARD_BINDS = ("", "0.0.0.0", "::")
+_BODY_METHODS = (b"POST", b"PUT", b"PATCH", b"DELETE")
+
+
+class UnsupportedMediaType(PlatformError):
+    """A body that is not JSON on a JSON route (415)."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+    @property
+    def status(self) -> int:
+        return 415  # lakeapi's table does not know this code yet
+
+
+def trusted_hosts(bound: str, extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """The Host names a server answers: loopback's, the address it binds, and ``extra``
+    (``*``: any). A wildcard bind adds nothing: name the host in ``extra``."""
+    hosts = [*LOOPBACK_HOSTS, *extra]
+    if bound not in _WILDCARD_BINDS:
+        hosts.append(bound)
+    return tuple(dict.fromkeys(h.lower().strip("[]") for h in hosts))
+
+
+def _host_name(host: bytes) -> str:
+    """The name in a Host header, without its port (``[::1]:80`` -> ``::1``)."""
+    text = host.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+def _in_process(scope: Any) -> bool:
+    """Starlette's TestClient calls the app with no socket (its client is ``testclient``, an
+    address no socket has): no browser is involved, whatever Host it names."""
+    client = scope.get("client")
+    return bool(client) and client[0] == "testclient"
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
 
 
 def error_response(err: PlatformError) -> JSONResponse:
@@ -85,7 +129,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class Guard:
-    """ASGI middleware: optional bearer API key, and a cap on request bodies.
+    """ASGI middleware: trusted hosts, an optional bearer API key, a cap on request bodies,
+    and JSON-only bodies.
+
+    A Host outside ``allowed_hosts`` is 400 (a page whose name was rebound to 127.0.0.1 must
+    not reach us); a body with a content type other than JSON is 415 (a cross-site form or
+    ``text/plain`` post, which a browser sends without asking, cannot reach a route), except
+    ``application/octet-stream`` on paths ending with one of ``binary_suffixes``. A body with
+    no content type passes: the routes parse it as JSON or refuse it.
 
     Pure ASGI rather than ``BaseHTTPMiddleware`` so a guarded request costs microseconds.
     """
@@ -98,12 +149,17 @@ class Guard:
         max_body_bytes: int,
         open_paths: tuple[str, ...] = ("/health",),
         open_prefixes: tuple[str, ...] = (),
+        allowed_hosts: Iterable[str] | None = None,
+        binary_suffixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
         self.open_paths = open_paths
         self.open_prefixes = open_prefixes
+        hosts = None if allowed_hosts is None else frozenset(allowed_hosts)
+        self.allowed_hosts = None if hosts is None or "*" in hosts else hosts
+        self.binary_suffixes = binary_suffixes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -111,6 +167,11 @@ class Guard:
             return
         headers = dict(scope.get("headers") or ())
         path = scope["path"]
+        if self.allowed_hosts is not None and not _in_process(scope):
+            host = _host_name(headers.get(b"host", b""))
+            if host not in self.allowed_hosts:
+                await send_error(send, InvalidRequest(f"untrusted Host header: {host[:100]!r}"))
+                return
         is_open = path in self.open_paths or path.startswith(self.open_prefixes or ("\0",))
         if self.api_key and not is_open:
             given = headers.get(b"authorization", b"").decode("latin-1")
@@ -120,6 +181,16 @@ class Guard:
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             await send_error(send, _too_large(self.max_body_bytes))
+            return
+        content_type = headers.get(b"content-type")
+        if (
+            content_type is not None
+            and scope["method"].encode() in _BODY_METHODS
+            and not _is_json(content_type)
+            and not self._binary_ok(path, content_type)
+        ):
+            media = content_type.decode("latin-1")[:100]
+            await send_error(send, UnsupportedMediaType(f"content type {media!r}: send JSON"))
             return
 
         received = 0
@@ -150,6 +221,10 @@ class Guard:
             if not answered:
                 raise
 
+    def _binary_ok(self, path: str, content_type: bytes) -> bool:
+        media = content_type.split(b";", 1)[0].strip().lower()
+        return media == b"application/octet-stream" and path.endswith(self.binary_suffixes)
+
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body larger than {limit} bytes")
@@ -177,12 +252,28 @@ def quiet_request_logs(log_requests: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.INFO if log_requests else logging.WARNING)
 
 
+SHUTDOWN_GRACE_SECONDS = 3.0
+
+
 def serve(
-    app: Any, host: str, port: int, log_level: str = "warning", access_log: bool = False
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    access_log: bool = False,
+    grace: float = SHUTDOWN_GRACE_SECONDS,
 ) -> None:
-    """Run an app with uvicorn until SIGINT/SIGTERM (both stop it gracefully)."""
+    """Run an app with uvicorn until SIGINT/SIGTERM (both stop it gracefully: requests still
+    open after ``grace`` seconds, such as log streams that never end, are cancelled)."""
     import uvicorn
 
     if access_log:
         log_level = "info"  # uvicorn writes its access lines at info
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=grace,  # type: ignore[arg-type]  # uvicorn takes a float
+    )

@@ -12,9 +12,24 @@ import ctypes
 import os
 import signal
 import time
+from collections.abc import Mapping
 
 PARENT_ENV = "LAKEKIT_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
+# The platform's keys: a child (a task, a model server) must not be able to print them.
+SECRET_ENV = ("AIP_API_KEY", "DP_API_KEY", "AIP_DATA_PLATFORM_API_KEY")
+
+
+def scrubbed_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: ours) without the platform's keys, for a child process."""
+    return {k: v for k, v in (os.environ if env is None else env).items() if k not in SECRET_ENV}
+
+
+def write_secret(path: str | os.PathLike[str], secret: str) -> None:
+    """Write ``secret`` to a new file only its owner can read (0600 from its creation)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secret)
 
 
 def marked_processes(var: str, value: str) -> list[int]:

@@ -9,7 +9,9 @@ host and port. It speaks the subset of HTTP/1.1 that servers send back: a body f
 
 Failures raise ``UpstreamError``. A request that fails on a reused keep-alive connection before
 any of the answer arrived is sent once more on a fresh one (the server may have closed the
-idle socket just as we used it); callers forward only idempotent requests.
+idle socket just as we used it); callers forward only idempotent requests. ``abort`` ends the
+requests in flight to a server that stopped answering (the health probe found it hung), so
+they fail now rather than at their deadline.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections import deque
 from collections.abc import Collection, Sequence
 
 _MAX_HEAD = 64 * 1024
+_ABORTED = "the server stopped answering (its health probe failed)"
 
 
 class UpstreamError(Exception):
@@ -27,12 +30,13 @@ class UpstreamError(Exception):
 
 
 class _Connection:
-    __slots__ = ("idle_since", "reader", "writer")
+    __slots__ = ("aborted", "idle_since", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
+        self.aborted = False
 
     def close(self) -> None:
         self.writer.close()
@@ -46,13 +50,22 @@ class UpstreamPool:
         idle_seconds: an idle connection older than this is closed rather than reused; keep it
             below the server's keep-alive timeout (uvicorn: 5 s).
         max_idle: idle connections kept per host and port.
+        headers: sent with every request (e.g. the model servers' ``Authorization``).
     """
 
-    def __init__(self, timeout: float, idle_seconds: float = 2.0, max_idle: int = 64) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        idle_seconds: float = 2.0,
+        max_idle: int = 64,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self.timeout = timeout
         self.idle_seconds = idle_seconds
         self.max_idle = max_idle
+        self._extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+        self._busy: dict[tuple[str, int], set[_Connection]] = {}
 
     async def post(
         self, host: str, port: int, path: str, body: bytes, content_type: str = "application/json"
@@ -64,7 +77,7 @@ class UpstreamPool:
         """
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{self._extra}Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1")
         status, _, content = await self._send(host, port, head + body, ())
         return status, content
@@ -94,7 +107,7 @@ class UpstreamPool:
         lines += [f"{name}: {value}" for name, value in headers]
         if body or method not in ("GET", "HEAD", "DELETE"):
             lines.append(f"Content-Length: {len(body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = ("\r\n".join(lines) + "\r\n" + self._extra + "\r\n").encode("latin-1")
         return await self._send(host, port, head + body, keep)
 
     async def _send(
@@ -117,6 +130,17 @@ class UpstreamPool:
             raise UpstreamError(f"no answer within {self.timeout:g} s") from None
         except OSError as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
+
+    def abort(self, host: str, port: int) -> int:
+        """Fail every request in flight to ``host:port`` now, and drop its idle connections;
+        how many requests were in flight."""
+        for conn in self._idle.pop((host, port), ()):
+            conn.close()
+        busy = self._busy.pop((host, port), set())
+        for conn in busy:
+            conn.aborted = True
+            conn.writer.transport.abort()  # wakes the reader: the request fails at once
+        return len(busy)
 
     async def close(self) -> None:
         """Close every idle connection."""
@@ -146,6 +170,8 @@ class UpstreamPool:
         """Send, read the answer, and put the connection back if it may be reused."""
         reusable = False
         started = False
+        busy = self._busy.setdefault((host, port), set())
+        busy.add(conn)
         try:
             conn.writer.write(request)
             await conn.writer.drain()
@@ -173,10 +199,19 @@ class UpstreamPool:
         except asyncio.IncompleteReadError:
             raise UpstreamError("answer cut off in its body") from None
         except (BrokenPipeError, ConnectionResetError) as exc:
+            if conn.aborted:
+                raise UpstreamError(_ABORTED) from None
             if not started:
                 raise _Retryable(str(exc)) from None
             raise
+        except _Retryable:
+            if conn.aborted:
+                raise UpstreamError(_ABORTED) from None
+            raise
         finally:
+            busy.discard(conn)
+            if conn.aborted:
+                reusable = False
             if reusable:
                 conn.idle_since = time.monotonic()
                 idle = self._idle.setdefault((host, port), deque())

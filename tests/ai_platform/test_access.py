@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +133,108 @@ def test_unexpected_exception_in_the_ai_platform_is_500_without_traceback(tmp_pa
     with TestClient(app, raise_server_exceptions=False) as client:
         error = assert_error(client.get("/boom"), 500, "INTERNAL_ERROR")
     assert "secret" not in error["message"] and "Traceback" not in error["message"]
+
+
+@pytest.fixture(scope="module")
+def dp_keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformServers]:
+    """Only the Data Platform's key is given, to both services; a model in the lake."""
+    from tests.serving.small_model import train_mlp
+
+    root = tmp_path_factory.mktemp("dp_keyed")
+    train_mlp(root / "lake")
+    env = {"DP_API_KEY": KEY}
+    servers = PlatformServers(root, **env)
+    servers.aip.env.update(env)
+    yield servers.start()
+    servers.stop()
+
+
+def test_only_the_data_platforms_key_protects_the_ai_platform_too(dp_keyed):
+    assert_error(httpx.get(dp_keyed.url + "/api/v1/datasets"), 401, "UNAUTHORIZED")
+    headers = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.get(dp_keyed.url + "/api/v1/datasets", headers=headers).status_code == 200
+
+
+def test_model_servers_need_the_key_which_never_reaches_their_environment(dp_keyed):
+    from tests.serving.small_model import MODEL, raw_digits
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    services = dp_keyed.url + "/api/v1/inference-services"
+    r = httpx.post(services, headers=headers, json={"name": "locked", "model": MODEL}, timeout=90)
+    assert r.status_code == 201, r.text
+    service = r.json()
+    endpoint, pid = service["endpoint"], service["pid"]
+    try:
+        for method, path in [
+            ("POST", "/predict"),
+            ("GET", "/v1/model"),
+            ("GET", "/v1/stats"),
+            ("GET", "/v2/models/locked"),
+            ("POST", "/v2/models/locked/infer"),
+            ("GET", "/v2"),
+            ("GET", "/docs"),
+            ("GET", "/openapi.json"),
+            ("GET", "/metrics"),
+        ]:
+            r = httpx.request(method, endpoint + path, json={})
+            assert_error(r, 401, "UNAUTHORIZED")
+        for path in ("/health", "/v2/health/live", "/v2/health/ready"):
+            assert httpx.get(endpoint + path).status_code == 200, path
+        assert httpx.get(endpoint + "/v1/model", headers=headers).status_code == 200
+        # The platform sends the key on: predict through it works, and the probes keep the
+        # service running.
+        image = raw_digits(1)[0][0]
+        r = httpx.post(f"{services}/locked/predict", headers=headers, json={"image": image})
+        assert r.status_code == 200 and "prediction" in r.json(), r.text
+        r = httpx.get(f"{services}/locked/v2/models/locked", headers=headers)
+        assert r.status_code == 200, r.text
+        assert httpx.get(f"{services}/locked", headers=headers).json()["status"] == "running"
+
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            environ = fh.read()
+        assert KEY.encode() not in environ and b"API_KEY" not in environ
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+        assert KEY.encode() not in b" ".join(argv)
+        key_file = argv[argv.index(b"--api-key-file") + 1].decode()
+        assert os.stat(key_file).st_mode & 0o777 == 0o600
+        assert os.stat(os.path.dirname(key_file)).st_mode & 0o777 == 0o700
+    finally:
+        assert httpx.delete(f"{services}/locked", headers=headers).status_code == 204
+
+
+def test_an_untrusted_host_is_400_and_non_json_bodies_are_415(dp_keyed):
+    headers = {"Authorization": f"Bearer {KEY}"}
+    for host in ("evil.example", "rebound.attacker.test:8000", "127.0.0.2"):
+        r = httpx.get(dp_keyed.url + "/api/v1/datasets", headers={**headers, "host": host})
+        error = assert_error(r, 400, "INVALID_REQUEST")
+        assert "Host" in error["message"]
+    # Before the key: a rebound page learns nothing, not even that a key is needed.
+    assert_error(
+        httpx.get(dp_keyed.url + "/health", headers={"host": "evil.example"}),
+        400,
+        "INVALID_REQUEST",
+    )
+    for host in ("localhost", f"localhost:{dp_keyed.aip.port}", "[::1]:1"):
+        r = httpx.get(dp_keyed.url + "/api/v1/datasets", headers={**headers, "host": host})
+        assert r.status_code == 200, (host, r.text)
+
+    tasks = dp_keyed.url + "/api/v1/ingestion-tasks"
+    job = '{"name": "t", "input": "", "script": "fixtures/exit_ok.py", "output": "t"}'
+    for content_type in (
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ):
+        r = httpx.post(tasks, headers={**headers, "content-type": content_type}, content=job)
+        error = assert_error(r, 415, "UNSUPPORTED_MEDIA_TYPE")
+        assert "JSON" in error["message"]
+        r = httpx.post(
+            dp_keyed.url + "/api/v1/inference-services/x/predict",
+            headers={**headers, "content-type": content_type},
+            content="{}",
+        )
+        assert_error(r, 415, "UNSUPPORTED_MEDIA_TYPE")
+    r = httpx.post(tasks, headers={**headers, "content-type": "application/json"}, content=job)
+    assert r.status_code == 201, r.text

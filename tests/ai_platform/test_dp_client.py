@@ -158,3 +158,39 @@ def test_an_unreachable_data_platform_is_502():
             await client.follow_task_logs("t")
 
     run(f"http://127.0.0.1:{free_port()}", scenario)
+
+
+def test_a_silent_data_platform_is_504_within_each_deadline():
+    from ai_platform.dp_client import Deadlines, UpstreamTimeout
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)  # accepts, as a SIGSTOPped server's kernel does, never answers
+
+    async def main() -> None:
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        client = DataPlatformClient(url, timeout=Deadlines(connect=1, read=0.5, write=1.0))
+        loop = asyncio.get_running_loop()
+        req = TaskCreate(script="s.py", output="datasets/x")
+        for call, deadline in (
+            (client.list_datasets(), 0.5),
+            (client.submit_task(req), 1.0),
+            (client.follow_task_logs("ingest-1"), 1.5),  # connect + read for its head
+        ):
+            started = loop.time()
+            with pytest.raises(UpstreamTimeout) as caught:
+                await call
+            took = loop.time() - started
+            assert deadline <= took < deadline + 0.5, took
+            assert caught.value.status == 504 and caught.value.code == "UPSTREAM_TIMEOUT"
+        assert await client.ping(0.3) == "slow"
+        await client.aclose()
+        server.close()
+        gone = DataPlatformClient(f"http://127.0.0.1:{free_port()}")
+        with pytest.raises(UpstreamUnavailable) as refused:
+            await gone.list_datasets()
+        assert refused.value.status == 502 and not isinstance(refused.value, UpstreamTimeout)
+        assert await gone.ping(0.3) == "unreachable"
+        await gone.aclose()
+
+    asyncio.run(main())

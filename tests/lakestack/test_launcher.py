@@ -100,3 +100,24 @@ def test_the_console_shows_task_state_changes_not_one_line_per_request(tmp_path:
     assert f"{task['id']} running -> completed" in console
     assert "HTTP Request" not in console and "200 OK" not in console, console[-2000:]
     assert len(console.splitlines()) < 30, console
+
+
+def test_either_key_protects_both_services():
+    from lakestack.launcher import Platform
+
+    only_aip = Platform({"AIP_API_KEY": "k1", "DP_API_KEY": ""})
+    assert only_aip.env["DP_API_KEY"] == "k1" and only_aip.env["AIP_API_KEY"] == "k1"
+    only_dp = Platform({"DP_API_KEY": "k2", "AIP_API_KEY": ""})
+    assert only_dp.env["DP_API_KEY"] == "k2"
+    # The AI Platform takes the Data Platform's key when it has none of its own.
+    from ai_platform.settings import AIPlatformSettings
+
+    settings = AIPlatformSettings(_env_file=None, **{"DP_API_KEY": "k2"})
+    assert settings.api_key == "k2" and settings.data_platform_api_key == "k2"
+
+
+def test_the_grace_period_comes_from_the_environment():
+    from lakestack.launcher import GRACE_SECONDS, Platform
+
+    assert Platform({}).grace == GRACE_SECONDS
+    assert Platform({"LAKESTACK_SHUTDOWN_GRACE_SECONDS": "2.5"}).grace == 2.5

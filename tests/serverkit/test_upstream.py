@@ -232,3 +232,34 @@ def test_against_uvicorn(uvicorn_port: int) -> None:
         await pool.close()
 
     run(main())
+
+
+def test_abort_ends_requests_in_flight_at_once_and_none_is_retried() -> None:
+    heads: list[bytes] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        heads.append(head)
+        await asyncio.sleep(30)  # a hung server: it read the request, it never answers
+
+    async def main() -> None:
+        server, port = await serve(silent)
+        pool = UpstreamPool(timeout=20, headers=[("Authorization", "Bearer k")])
+        calls = [
+            asyncio.create_task(pool.post("127.0.0.1", port, "/predict", b"{}")),
+            asyncio.create_task(pool.request("GET", "127.0.0.1", port, "/v2/models/m")),
+        ]
+        await asyncio.to_thread(wait_until, lambda: len(heads) == 2, 5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert pool.abort("127.0.0.1", port) == 2
+        for call in calls:
+            with pytest.raises(UpstreamError, match="stopped answering"):
+                await call
+        assert loop.time() - started < 0.5
+        assert len(heads) == 2  # not sent again on a new connection
+        assert all(b"\r\nAuthorization: Bearer k\r\n" in head for head in heads)
+        assert pool.abort("127.0.0.1", port) == 0
+        server.close()
+
+    run(main())

@@ -9,16 +9,18 @@ every backend.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 from lakeapi.errors import PortInUse
 from lakeapi.schemas import Service
 from serverkit.net import free_port, port_is_free
-from serverkit.procs import PARENT_ENV, kill_marked, signal_group
+from serverkit.procs import PARENT_ENV, kill_marked, scrubbed_env, signal_group, write_secret
 
 SERVICE_ENV = "AIP_SERVICE_ID"
 
@@ -61,11 +63,27 @@ class ServingBackend(ABC):
 
 
 class LocalProcessBackend(ServingBackend):
-    """Each service is ``python -m ai_platform.serving.model_server`` in its own session."""
+    """Each service is ``python -m ai_platform.serving.model_server`` in its own session.
 
-    def __init__(self, host: str) -> None:
+    With an API key, every model server needs it too: it gets the key through a file only
+    this user can read (``--api-key-file``), never through its environment, which its model's
+    code could print into the log that the API serves.
+    """
+
+    def __init__(self, host: str, api_key: str | None = None) -> None:
         self.host = host
+        self.api_key = api_key
+        self._key_dir: str | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _key_file(self) -> list[str]:
+        """The model server's key argument (none without a key); the file is made once."""
+        if not self.api_key:
+            return []
+        if self._key_dir is None:
+            self._key_dir = tempfile.mkdtemp(prefix="aip-keys-")  # 0700
+            write_secret(os.path.join(self._key_dir, "model-server.key"), self.api_key)
+        return ["--api-key-file", os.path.join(self._key_dir, "model-server.key")]
 
     def place(self, service_id: str, port: int | None, taken: set[int]) -> tuple[int, str]:
         if port:
@@ -78,7 +96,7 @@ class LocalProcessBackend(ServingBackend):
     def start(self, service: Service, log_path: Path) -> int | None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
-            **os.environ,
+            **scrubbed_env(),
             SERVICE_ENV: service.id,
             PARENT_ENV: str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
@@ -99,6 +117,7 @@ class LocalProcessBackend(ServingBackend):
                     str(service.port),
                     "--device",
                     service.device,
+                    *self._key_file(),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -144,3 +163,6 @@ class LocalProcessBackend(ServingBackend):
             except subprocess.TimeoutExpired:
                 signal_group(proc.pid, signal.SIGKILL)
         self._procs.clear()
+        if self._key_dir is not None:
+            shutil.rmtree(self._key_dir, ignore_errors=True)
+            self._key_dir = None

@@ -32,6 +32,7 @@ import httpx
 from ai_platform.dp_client import DataPlatformClient
 from ai_platform.serving import rollover
 from ai_platform.serving.backend import ServingBackend
+from ai_platform.serving.health import PROBED, UNHEALTHY, HealthProber, ProbePolicy
 from lakeapi.errors import (
     InvalidRequest,
     ServiceAlreadyExists,
@@ -65,6 +66,8 @@ class ServingManager:
         backend: where model servers run.
         start_timeout: seconds a model may take to load.
         upstream_timeout: seconds for a prediction forwarded to a model server.
+        api_key: sent to the model servers (they need it when it is set).
+        probe: how running model servers are probed for health.
     """
 
     def __init__(
@@ -75,6 +78,8 @@ class ServingManager:
         backend: ServingBackend,
         start_timeout: float,
         upstream_timeout: float,
+        api_key: str | None = None,
+        probe: ProbePolicy | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.client = client
@@ -88,8 +93,10 @@ class ServingManager:
         self._monitor: threading.Thread | None = None
         self._revival: asyncio.Task[None] | None = None
         # Idle connections are dropped before uvicorn's 5 s keep-alive closes them.
-        self._upstream = UpstreamPool(upstream_timeout, idle_seconds=2.0)
+        auth = [("Authorization", f"Bearer {api_key}")] if api_key else []
+        self._upstream = UpstreamPool(upstream_timeout, idle_seconds=2.0, headers=auth)
         self._probe = httpx.AsyncClient(timeout=1.0)
+        self.health = HealthProber(probe or ProbePolicy(), self.list, self._on_health)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -100,6 +107,7 @@ class ServingManager:
             self._revival = asyncio.create_task(self._revive(revive), name="revive")
         self._monitor = threading.Thread(target=self._watch, name="serving-monitor", daemon=True)
         self._monitor.start()
+        self.health.start()
 
     def _load(self) -> list[Service]:
         self.backend.refresh()
@@ -117,6 +125,7 @@ class ServingManager:
     async def aclose(self) -> None:
         """Stop the monitor, the revival, every model server, then the writer."""
         self._closed.set()
+        await self.health.aclose()
         if self._revival is not None:
             self._revival.cancel()
         if self._monitor is not None:
@@ -354,7 +363,7 @@ class ServingManager:
                 log.exception("refreshing the serving backend's status failed")
                 continue
             for service in self.list():
-                if service.status is not ServiceStatus.RUNNING:
+                if service.status not in PROBED:
                     continue
                 ended = self.backend.exit_status(service)
                 if ended is not None:
@@ -368,10 +377,27 @@ class ServingManager:
             raise ServiceUnavailable(
                 f"inference service '{service.name}' is {service.status}{detail}"
             )
+        if problem := self.health.problem(service.id):
+            raise ServiceUnavailable(f"inference service '{service.name}' is unhealthy: {problem}")
         ended = self.backend.exit_status(service)
         if ended is not None:
             raise self._fail(service, ended)[0]  # predict never waits for a commit
         return service
+
+    def _on_health(self, service: Service, problem: str | None) -> None:
+        """The health probe's verdict: the record shows it; a hung server's requests end."""
+        current = self._services.get(service.id)
+        if current is None or current.status not in PROBED:
+            return  # deleted, failed or restarting meanwhile: that record says more
+        if problem is None:
+            self._update(service.id, status=ServiceStatus.RUNNING, error=None)
+            return
+        if UNHEALTHY is not None:
+            self._update(service.id, status=UNHEALTHY, error=problem)
+        else:
+            self._update(service.id, error=f"unhealthy: {problem}")
+        host, port, _ = _target(service.endpoint)
+        self._upstream.abort(host, port)
 
     async def predict(self, id_or_name: str, body: bytes) -> tuple[int, bytes]:
         """Forward a predict request as-is; the model server's status and body come back.

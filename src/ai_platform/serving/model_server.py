@@ -14,6 +14,9 @@ Any saved model: tensors in, tensors out, checked against its signature. Routes:
   pass, rows queued, model load time.
 
 Concurrent predictions on every route share forward passes (``batching.Batcher``).
+
+``--api-key-file PATH``: every route but the liveness probes (``/health``, ``/v2/health/*``)
+needs ``Authorization: Bearer <key>``; the platform that starts the server writes that file.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from ai_platform.serving.protocol.dataplane import DataPlane, RequestLimits
 from ai_platform.serving.protocol.rest.v1_endpoints import MAX_BATCH, v1_router
 from ai_platform.serving.protocol.rest.v2_endpoints import v2_router
 from lakeapi.errors import PlatformError
-from serverkit.http import Guard, install_error_handlers
+from serverkit.http import Guard, install_error_handlers, trusted_hosts
 from serverkit.metrics import install_metrics
 from serverkit.procs import PARENT_ENV
 
@@ -50,6 +53,7 @@ __all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "create_model_app", "main"]
 # The whole request body; far above a full batch of raw images (1024 * ~1.1 KB of base64).
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+LIVENESS_PATHS = ("/health", "/v2/health/live", "/v2/health/ready")
 
 
 def _server_version() -> str:
@@ -97,6 +101,8 @@ def create_model_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     model_name: str | None = None,
     limits: RequestLimits | None = None,
+    api_key: str | None = None,
+    allowed_hosts: tuple[str, ...] | None = None,
 ) -> FastAPI:
     """The model server's app, with the model loaded (so a bad path fails here, at start).
 
@@ -107,6 +113,8 @@ def create_model_app(
         model_name: the name OIP clients address the model by (default: the record's name).
         limits: what one request may ask (images or rows, pixels to decode); the defaults
             are ``RequestLimits()``'s.
+        api_key: when set, every route but the liveness probes needs it.
+        allowed_hosts: Host names requests may carry (None: any).
 
     Raises:
         ModelNotFound: nothing at ``model_path``.
@@ -117,8 +125,14 @@ def create_model_app(
     name = info.get("name") or os.path.basename(model_path)
     app = FastAPI(title=f"model server: {name}", version=str(info.get("version")))
     install_error_handlers(app)
-    # The platform's own guard, without an API key: services bind loopback, behind the platform.
-    app.add_middleware(Guard, api_key=None, max_body_bytes=max_body_bytes)
+    app.add_middleware(
+        Guard,
+        api_key=api_key,
+        max_body_bytes=max_body_bytes,
+        open_paths=LIVENESS_PATHS,
+        allowed_hosts=allowed_hosts,
+        binary_suffixes=("/infer",),  # the Open Inference Protocol's binary tensors
+    )
     batcher = Batcher(runner.forward, max_images=MAX_BATCH)
     app.state.batcher = batcher
     app.router.on_shutdown.append(batcher.close)
@@ -177,6 +191,11 @@ def main(argv: list[str] | None = None) -> None:
         help="pixels of all of one request's images together, read from their headers "
         "before decoding; more is 413",
     )
+    parser.add_argument(
+        "--api-key-file",
+        default=None,
+        help="a file holding the key every request but /health needs",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
@@ -187,10 +206,19 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit("the process that started this model server is gone")
         _exit_with_parent(int(parent))
     torch.set_num_threads(max(1, args.threads))
+    api_key = None
+    if args.api_key_file:
+        with open(args.api_key_file, encoding="utf-8") as fh:
+            api_key = fh.read().strip() or None
     try:
         limits = RequestLimits(args.max_request_images, args.max_request_pixels)
         app = create_model_app(
-            args.model_path, device=args.device, model_name=args.model_name, limits=limits
+            args.model_path,
+            device=args.device,
+            model_name=args.model_name,
+            limits=limits,
+            api_key=api_key,
+            allowed_hosts=trusted_hosts(args.host),
         )
     except PlatformError as exc:
         # A clear one-line reason in the service's log, not a traceback.
