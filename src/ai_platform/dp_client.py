@@ -17,7 +17,20 @@ from pydantic import BaseModel, TypeAdapter
 
 from lakeapi.errors import PlatformError, UpstreamUnavailable, error_from_response
 from lakeapi.pages import NEXT_CURSOR
-from lakeapi.schemas import Dataset, DatasetVersion, Model, Task, TaskCreate
+from lakeapi.schemas import (
+    Dataset,
+    DatasetVersion,
+    IndexCreate,
+    IndexInfo,
+    Lineage,
+    Model,
+    ReproduceCreate,
+    Reproduction,
+    SearchCreate,
+    SearchResult,
+    Task,
+    TaskCreate,
+)
 
 R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
@@ -26,6 +39,7 @@ _DATASETS = TypeAdapter(list[Dataset])
 _VERSIONS = TypeAdapter(list[DatasetVersion])
 _MODELS = TypeAdapter(list[Model])
 _TASKS = TypeAdapter(list[Task])
+_INDEXES = TypeAdapter(list[IndexInfo])
 
 
 class LogStream:
@@ -134,6 +148,33 @@ class DataPlatformClient:
 
     async def delete_model(self, name: str) -> None:
         await self._call("DELETE", f"/api/v1/models/{name}")
+
+    # search, lineage, reproduce
+    async def search(self, name: str, req: SearchCreate) -> SearchResult:
+        body = req.model_dump(mode="json", exclude_none=True)
+        return await self._record(
+            SearchResult, "POST", f"/api/v1/datasets/{name}/search", json=body
+        )
+
+    async def build_index(self, name: str, req: IndexCreate) -> IndexInfo:
+        body = req.model_dump(mode="json", exclude_none=True)
+        return await self._record(IndexInfo, "POST", f"/api/v1/datasets/{name}/indexes", json=body)
+
+    async def list_indexes(self, name: str) -> list[IndexInfo]:
+        return await self._records(_INDEXES, f"/api/v1/datasets/{name}/indexes")
+
+    async def lineage(self, name: str) -> Lineage:
+        return await self._record(Lineage, "GET", f"/api/v1/models/{name}/lineage")
+
+    async def reproduce(self, name: str, req: ReproduceCreate) -> Reproduction:
+        body = req.model_dump(mode="json", exclude_none=True)
+        return await self._record(
+            Reproduction, "POST", f"/api/v1/models/{name}/reproduce", json=body
+        )
+
+    async def reproduction(self, name: str, task_id: str) -> Reproduction:
+        path = f"/api/v1/models/{name}/reproductions/{task_id}"
+        return await self._record(Reproduction, "GET", path)
 
     # tasks
     async def submit_task(self, req: TaskCreate) -> Task:
