@@ -127,6 +127,7 @@ class TaskKind(StrEnum):
 
     INGESTION = "ingestion"
     TRAINING = "training"
+    BATCH_INFERENCE = "batch_inference"
 
 
 class TaskCreate(Request):
@@ -257,6 +258,23 @@ class IngestionTask(Job):
 class TrainingTask(Job):
     kind: TaskKind = TaskKind.TRAINING
     metrics: dict[str, Any] | None = Field(None, description="What the script returned.")
+
+
+class BatchInferenceTask(Job):
+    """A batch inference as the AI Platform answers it (a Data Platform task underneath)."""
+
+    kind: TaskKind = TaskKind.BATCH_INFERENCE
+    stats: dict[str, Any] | None = Field(
+        None, description="Rows written, columns, model version, bytes written, accuracy."
+    )
+    output_version: int | None = Field(None, description="The dataset version it wrote.")
+    retries: int = 0
+    attempts: list[Attempt] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, task: Task) -> BatchInferenceTask:
+        fields = task.model_dump(exclude={"kind", "name", "result"})
+        return cls(**fields, name=task.name or task.id, stats=task.result)
 
 
 # -- datasets and models -------------------------------------------------------------------

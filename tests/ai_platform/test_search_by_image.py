@@ -59,7 +59,7 @@ def embedded(api: httpx.Client) -> dict:
     assert r.status_code == 201, r.text
     done = wait_job(api, f"/api/v1/batch-inference-tasks/{r.json()['id']}", timeout=600)
     assert done["status"] == "completed", done["error"]
-    assert done["result"]["rows"] == 60000
+    assert done["stats"]["rows"] == 60000 and done["kind"] == "batch_inference"
     return done
 
 

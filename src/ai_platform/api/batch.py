@@ -13,7 +13,13 @@ from fastapi import APIRouter, Query, Response
 from ai_platform.api.deps import Client
 from lakeapi.errors import TaskNotFound
 from lakeapi.names import NAME_PATTERN
-from lakeapi.schemas import BatchInferenceCreate, Task, TaskCreate, TaskStatus
+from lakeapi.schemas import (
+    BatchInferenceCreate,
+    BatchInferenceTask,
+    Task,
+    TaskCreate,
+    TaskStatus,
+)
 from serverkit.paging import Cursor, Limit, set_next_cursor
 
 KIND = "batch_inference"
@@ -28,7 +34,7 @@ def task_create(req: BatchInferenceCreate) -> TaskCreate:
     )
     return TaskCreate(
         kind=KIND,
-        name=req.name,
+        name=req.name or req.dataset,  # one at a time per dataset unless named
         input=f"models/{req.model}",
         output=f"datasets/{req.dataset}",
         params=params,
@@ -36,14 +42,14 @@ def task_create(req: BatchInferenceCreate) -> TaskCreate:
     )
 
 
-@router.post("", response_model=Task, status_code=201)
-async def submit(req: BatchInferenceCreate, client: Client) -> Task:
+@router.post("", response_model=BatchInferenceTask, status_code=201)
+async def submit(req: BatchInferenceCreate, client: Client) -> BatchInferenceTask:
     """Run a model version over a dataset (or its filtered rows) and add prediction,
     confidence and embedding columns as a new version; existing data files stay as they are."""
-    return await client.submit_task(task_create(req))
+    return BatchInferenceTask.of(await client.submit_task(task_create(req)))
 
 
-@router.get("", response_model=list[Task])
+@router.get("", response_model=list[BatchInferenceTask])
 async def list_tasks(
     client: Client,
     response: Response,
@@ -51,12 +57,12 @@ async def list_tasks(
     name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     limit: Limit = None,
     cursor: Cursor = None,
-) -> list[Task]:
+) -> list[BatchInferenceTask]:
     """Batch-inference tasks, newest first, a page at a time (``X-Next-Cursor``)."""
     filters = {"kind": KIND, "status": status, "name": name, "limit": limit, "cursor": cursor}
     tasks, next_cursor = await client.list_tasks(**{k: v for k, v in filters.items() if v})
     set_next_cursor(response, next_cursor)
-    return tasks
+    return [BatchInferenceTask.of(t.model_copy(update={"history": []})) for t in tasks]
 
 
 async def _own(client: Client, task_id: str) -> Task:
@@ -66,14 +72,14 @@ async def _own(client: Client, task_id: str) -> Task:
     return task
 
 
-@router.get("/{task_id}", response_model=Task)
-async def get_task(task_id: str, client: Client) -> Task:
-    """One batch-inference task: status, progress (rows, fraction), result."""
-    return await _own(client, task_id)
+@router.get("/{task_id}", response_model=BatchInferenceTask)
+async def get_task(task_id: str, client: Client) -> BatchInferenceTask:
+    """One batch-inference task: status, progress (rows, fraction), stats."""
+    return BatchInferenceTask.of(await _own(client, task_id))
 
 
-@router.post("/{task_id}/cancel", response_model=Task)
-async def cancel(task_id: str, client: Client) -> Task:
+@router.post("/{task_id}/cancel", response_model=BatchInferenceTask)
+async def cancel(task_id: str, client: Client) -> BatchInferenceTask:
     """Cancel it; the dataset keeps its previous version."""
     await _own(client, task_id)
-    return await client.cancel_task(task_id)
+    return BatchInferenceTask.of(await client.cancel_task(task_id))

@@ -30,6 +30,9 @@ EXIT_BY_CODE: dict[str, int] = {
     "TASK_ALREADY_FINISHED": EXIT_CONFLICT,
     "SERVICE_ALREADY_EXISTS": EXIT_CONFLICT,
     "PORT_IN_USE": EXIT_CONFLICT,
+    "SCRIPT_CHANGED": EXIT_CONFLICT,  # reproduce: --use-current-script runs it anyway
+    "DATASET_CHANGED": EXIT_CONFLICT,
+    "LINEAGE_MISSING": EXIT_CONFLICT,
     "UPSTREAM_UNAVAILABLE": EXIT_UNREACHABLE,  # the platform, or the Data Platform behind it
     # The platform answered; what failed is the thing asked for (a model server that did not
     # come up, a server bug), as when a task fails.
