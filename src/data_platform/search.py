@@ -140,7 +140,8 @@ class Searcher:
     def _embedder(self, path: str, version: int | None, layer: str | None) -> Any:
         from lakekit.embedding import EmbeddingModel  # torch: only once a query embeds
 
-        key = (path, version, layer)
+        # Keyed by the exact version: a model retrained meanwhile is loaded anew.
+        key = (path, version or self.lake.version_of(path), layer)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
