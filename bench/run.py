@@ -30,7 +30,17 @@ from bench.report import Report, console_table, skipped
 RESULTS = Path(__file__).resolve().parent / "results"
 # Run order: overhead first (a quiet platform), ingestion makes the dataset the next areas
 # use, training makes the model serving (and OIP) uses; Level 2 last, after Level 1 has stopped.
-AREAS = ["overhead", "ingestion", "storage", "training", "serving", "oip", "tabular", "level2"]
+AREAS = [
+    "overhead",
+    "ingestion",
+    "storage",
+    "training",
+    "serving",
+    "oip",
+    "tabular",
+    "lakeops",
+    "level2",
+]
 NEEDS_PLATFORM = {"overhead", "ingestion", "training", "serving", "oip", "tabular"}
 
 

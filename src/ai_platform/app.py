@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from prometheus_client import Gauge
 
 from ai_platform import ui
-from ai_platform.api import jobs, lake, services
+from ai_platform.api import batch, jobs, lake, lineage, search, services
 from ai_platform.api.predict_path import PredictFastPath
 from ai_platform.dp_client import DataPlatformClient, Deadlines
 from ai_platform.jobs import INGESTION, TRAINING, JobManager
@@ -115,6 +115,9 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
     app.include_router(jobs.ingestion)
     app.include_router(jobs.training)
     app.include_router(services.router)
+    app.include_router(batch.router)
+    app.include_router(search.router)
+    app.include_router(lineage.router)
     ui.mount(app)
 
     @app.get("/health", tags=["health"])

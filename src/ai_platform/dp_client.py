@@ -24,9 +24,16 @@ from lakeapi.pages import NEXT_CURSOR
 from lakeapi.schemas import (
     Dataset,
     DatasetVersion,
+    IndexCreate,
+    IndexInfo,
+    Lineage,
     Model,
     ModelVersion,
+    ReproduceCreate,
+    Reproduction,
     Restored,
+    SearchCreate,
+    SearchResult,
     Tag,
     Task,
     TaskCreate,
@@ -39,6 +46,7 @@ _DATASETS = TypeAdapter(list[Dataset])
 _VERSIONS = TypeAdapter(list[DatasetVersion])
 _MODELS = TypeAdapter(list[Model])
 _TASKS = TypeAdapter(list[Task])
+_INDEXES = TypeAdapter(list[IndexInfo])
 _MODEL_VERSIONS = TypeAdapter(list[ModelVersion])
 _TAGS = TypeAdapter(list[Tag])
 
@@ -225,6 +233,33 @@ class DataPlatformClient:
     async def restore(self, kind: str, name: str, version: int | str) -> Restored:
         path = f"/api/v1/{kind}/{name}/restore"
         return await self._record(Restored, "POST", path, json={"version": version})
+
+    # search, lineage, reproduce
+    async def search(self, name: str, req: SearchCreate) -> SearchResult:
+        body = req.model_dump(mode="json", exclude_none=True)
+        return await self._record(
+            SearchResult, "POST", f"/api/v1/datasets/{name}/search", json=body
+        )
+
+    async def build_index(self, name: str, req: IndexCreate) -> IndexInfo:
+        body = req.model_dump(mode="json", exclude_none=True)
+        return await self._record(IndexInfo, "POST", f"/api/v1/datasets/{name}/indexes", json=body)
+
+    async def list_indexes(self, name: str) -> list[IndexInfo]:
+        return await self._records(_INDEXES, f"/api/v1/datasets/{name}/indexes")
+
+    async def lineage(self, name: str) -> Lineage:
+        return await self._record(Lineage, "GET", f"/api/v1/models/{name}/lineage")
+
+    async def reproduce(self, name: str, req: ReproduceCreate) -> Reproduction:
+        body = req.model_dump(mode="json", exclude_none=True)
+        return await self._record(
+            Reproduction, "POST", f"/api/v1/models/{name}/reproduce", json=body
+        )
+
+    async def reproduction(self, name: str, task_id: str) -> Reproduction:
+        path = f"/api/v1/models/{name}/reproductions/{task_id}"
+        return await self._record(Reproduction, "GET", path)
 
     # tasks
     async def submit_task(self, req: TaskCreate) -> Task:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from aip import lakeops
 from aip.errors import InvalidRequest, ServiceNotFound, TaskNotFound
 from aip.handles import ServiceHandle, TaskHandle, task_logs
 from aip.records import Dataset, DatasetVersion, Model, ModelVersion, Service, Task
@@ -46,6 +47,7 @@ class Client:
         ingestion: :class:`TasksAPI` for ingestion tasks.
         training: :class:`TasksAPI` for training tasks.
         services: :class:`ServicesAPI` for inference services.
+        batch_inference: :class:`~aip.lakeops.BatchInferenceAPI`: model outputs as columns.
         http: the :class:`~aip.transport.Transport` they all share (for calls the SDK lacks).
 
     A client holds a connection pool: ``close()`` it, or use it as a context manager.
@@ -69,6 +71,7 @@ class Client:
         self.ingestion = TasksAPI(self.http, "ingestion")
         self.training = TasksAPI(self.http, "training")
         self.services = ServicesAPI(self.http)
+        self.batch_inference = lakeops.BatchInferenceAPI(self.http)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -159,6 +162,15 @@ class DatasetsAPI(VersionedAPI):
         path = join(API, "datasets", dataset_id, "versions")
         return [DatasetVersion.from_raw(v) for v in self._http.json("GET", path)]
 
+    def search(self, dataset_id: str, **query: Any) -> lakeops.SearchResult:
+        """Nearest rows by ``vector``, ``row_id`` or ``input`` + ``model`` (see
+        :func:`aip.lakeops.search`)."""
+        return lakeops.search(self._http, dataset_id, **query)
+
+    def build_index(self, dataset_id: str, **options: Any) -> lakeops.IndexInfo:
+        """Build a vector index on an embedding column (``column``, ``index_type``)."""
+        return lakeops.build_index(self._http, dataset_id, **options)
+
 
 class ModelsAPI(VersionedAPI):
     """Trained models in the lake (``/api/v1/models``); aliases (tags) and restore in
@@ -187,6 +199,14 @@ class ModelsAPI(VersionedAPI):
         """
         path = join(API, "models", model_id, "versions")
         return [ModelVersion.from_raw(v) for v in self._http.json("GET", path)]
+
+    def lineage(self, model_id: str) -> lakeops.Lineage:
+        """Model version -> training task -> dataset version -> the tasks that wrote it."""
+        return lakeops.lineage(self._http, model_id)
+
+    def reproduce(self, model_id: str, **options: Any) -> lakeops.Reproduction:
+        """Retrain from the exact inputs (see :func:`aip.lakeops.reproduce`)."""
+        return lakeops.reproduce(self._http, model_id, **options)
 
 
 class TasksAPI:

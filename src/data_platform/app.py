@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from data_platform.api import datasets, models, tasks
+from data_platform.api import datasets, lineage, models, search, tasks
 from data_platform.execution import Executor
 from data_platform.local_executor import LocalExecutor
 from data_platform.manager import TaskManager
@@ -99,6 +99,8 @@ def create_app(settings: DataPlatformSettings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(models.router)
     app.include_router(tasks.router)
+    app.include_router(search.router)
+    app.include_router(lineage.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -21,8 +21,9 @@ from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
-from data_platform import recovery
+from data_platform import builtins, provenance, recovery
 from data_platform.execution import MEMORY, Execution, Executor, RunSpec
+from data_platform.retries import RetryingSupervisor
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
 from data_platform.submission import Resolver
@@ -35,7 +36,7 @@ from lakeapi.errors import (
     TaskAlreadyRunning,
     TaskNotFound,
 )
-from lakeapi.names import new_id
+from lakeapi.names import new_id, split_uri
 from lakeapi.schemas import (
     TRANSITIONS,
     FailureReason,
@@ -275,9 +276,10 @@ class TaskManager:
             TaskAlreadyExists, TaskAlreadyRunning: its id, or its kind and name, are taken.
             ServiceUnavailable: shutting down, or the record could not be saved.
         """
-        script_path = self.resolve.script(req.script)
+        script_path = builtins.script_of(req, self.resolve)
         input_path = self.resolve.input(req.input)
         output_path = self.resolve.output(req.output, req.mode)
+        stamped = provenance.stamp(script_path, req.input, input_path, self.lake)
         with self._cond:
             if self._closed:
                 raise ServiceUnavailable("the Data Platform is shutting down")
@@ -290,13 +292,16 @@ class TaskManager:
                 id=task_id,
                 kind=req.kind,
                 name=req.name,
-                script=str(script_path.relative_to(self.scripts_root)),
+                script=builtins.stored_script(script_path, self.scripts_root),
                 input=req.input,
                 output=req.output,
-                params=req.params,
+                params=builtins.params_of(req, split_uri(input_path)[1]),
                 input_path=input_path,
                 output_path=output_path,
                 mode=req.mode,
+                retries=req.retries,
+                retry_backoff_seconds=req.retry_backoff_seconds,
+                **stamped,
             )
             self._reserved[task_id] = task
         try:
@@ -464,7 +469,8 @@ class TaskManager:
             daft_runner=self.settings.task_daft_runner,
             env={WRITE_MODE_ENV: task.mode.value},
         )
-        return Supervisor(task, spec, self.executor, self.lake, self, self.limits, execution)
+        cls = RetryingSupervisor if task.retries else Supervisor
+        return cls(task, spec, self.executor, self.lake, self, self.limits, execution)
 
     def _launch(self, supervisor: Supervisor) -> None:
         """Claim the task's slot and run its supervisor on a thread of its own."""

@@ -41,9 +41,10 @@ class Resolver:
     def input(self, value: str) -> str:
         """A lake reference as its URI, or raw data (a local path under the data root).
 
-        A reference naming a version or a tag (``datasets/NAME@12``, ``@baseline``) is
-        resolved now and pinned: the URI ends in ``?version=N``, which ``lakekit`` opens, so
-        the task reads that version whatever is written or tagged after it was submitted.
+        A lake reference is resolved now and pinned: the URI ends in ``?version=N``, which
+        ``lakekit`` opens, so the task reads that version whatever is written or tagged after
+        it was submitted (``datasets/NAME@12``, ``@baseline``; a plain name: its latest
+        version at submit). The record says which, so every run names its exact snapshot.
         """
         if not value:
             return ""
@@ -52,12 +53,11 @@ class Resolver:
         ref = parse_ref(value)
         if ref is not None:
             uri = self.lake.path_of(ref.kind, ref.name)
-            if self.lake.version_of(uri) is None:
+            latest = self.lake.version_of(uri)
+            if latest is None:
                 missing = DatasetNotFound if ref.kind == "datasets" else ModelNotFound
                 raise missing(f"{ref.kind[:-1].capitalize()} '{ref.name}' does not exist")
-            if ref.at is None:
-                return uri
-            return pinned_uri(uri, self.lake.resolve(ref))
+            return pinned_uri(uri, latest if ref.at is None else self.lake.resolve(ref))
         raw = Path(value)
         if ".." in raw.parts:
             raise InvalidRequest(f"input {value!r} must not contain '..'")

@@ -138,12 +138,18 @@ class TaskKind(StrEnum):
 
     INGESTION = "ingestion"
     TRAINING = "training"
+    BATCH_INFERENCE = "batch_inference"
 
 
 class TaskCreate(Request):
     """What a client submits to the Data Platform to run a script."""
 
-    script: str = Field(min_length=1, max_length=512, description="Path under the scripts root.")
+    script: str = Field(
+        "",
+        max_length=512,
+        description="Path under the scripts root; omitted for the platform's own kinds "
+        "(batch_inference).",
+    )
     input: str = Field(
         "",
         max_length=1024,
@@ -164,6 +170,20 @@ class TaskCreate(Request):
     mode: WriteMode = Field(
         WriteMode.OVERWRITE, description="create, overwrite (default) or append the output."
     )
+    retries: int = Field(
+        0, ge=0, le=10, description="Attempts after a failed one; its output is rolled back first."
+    )
+    retry_backoff_seconds: float = Field(
+        1.0, ge=0, le=600, description="Wait before the first retry; doubled for each next one."
+    )
+
+
+class Attempt(Record):
+    """One failed attempt of a task that retries."""
+
+    attempt: int
+    error: TaskError
+    ended_at: datetime = Field(default_factory=utcnow)
 
 
 class QueuePlace(Record):
@@ -200,6 +220,14 @@ class Task(Record):
     pid: int | None = None
     node: str | None = Field(None, description="Where the task's process runs (if known).")
     queue: QueuePlace | None = Field(None, description="A pending task's place in the queue.")
+    # Provenance, stamped at submit: what lineage and reproduce read back.
+    script_sha256: str | None = Field(None, description="Of the script as submitted.")
+    input_checksums: dict[str, str] = Field(
+        default_factory=dict, description="sha256 per raw input file (path under the input)."
+    )
+    retries: int = 0
+    retry_backoff_seconds: float = 1.0
+    attempts: list[Attempt] = Field(default_factory=list, description="Failed attempts so far.")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -256,6 +284,23 @@ class IngestionTask(Job):
 class TrainingTask(Job):
     kind: TaskKind = TaskKind.TRAINING
     metrics: dict[str, Any] | None = Field(None, description="What the script returned.")
+
+
+class BatchInferenceTask(Job):
+    """A batch inference as the AI Platform answers it (a Data Platform task underneath)."""
+
+    kind: TaskKind = TaskKind.BATCH_INFERENCE
+    stats: dict[str, Any] | None = Field(
+        None, description="Rows written, columns, model version, bytes written, accuracy."
+    )
+    output_version: int | None = Field(None, description="The dataset version it wrote.")
+    retries: int = 0
+    attempts: list[Attempt] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, task: Task) -> BatchInferenceTask:
+        fields = task.model_dump(exclude={"kind", "name", "result"})
+        return cls(**fields, name=task.name or task.id, stats=task.result)
 
 
 # -- datasets and models -------------------------------------------------------------------
@@ -425,3 +470,136 @@ class Prediction(Record):
     prediction: int
     confidence: float
     probabilities: list[float] = Field(default_factory=list)
+
+
+# -- lake operations: batch inference, search, lineage, reproduce ----------------------------
+
+
+class BatchInferenceCreate(Request):
+    """Run a model over a dataset and add its outputs as new columns (a new Lance version)."""
+
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="Optional task name.")
+    model: str = Field(pattern=NAME_PATTERN, description="A model name in the lake.")
+    model_version: int | None = Field(None, ge=1, description="Default: the latest.")
+    dataset: str = Field(pattern=NAME_PATTERN, description="The dataset that gets the columns.")
+    input_column: str = Field("image", min_length=1, max_length=256)
+    filter: str | None = Field(
+        None, max_length=4096, description="SQL; other rows get nulls in the new columns."
+    )
+    layer: str | None = Field(
+        None,
+        max_length=256,
+        description="Where the embedding comes from: a graph node or output name; "
+        "default: the input of the last linear layer (the penultimate layer).",
+    )
+    prefix: str = Field(
+        "", pattern=r"^([A-Za-z][A-Za-z0-9_]{0,63})?$", description="Prefix of the new columns."
+    )
+    batch_size: int = Field(1024, ge=1, le=65536)
+    retries: int = Field(0, ge=0, le=10)
+
+
+class SearchCreate(Request):
+    """Nearest rows of a dataset by an embedding column: give exactly one of vector, row_id
+    or input (with model)."""
+
+    vector: list[float] | None = Field(None, min_length=1, max_length=65536)
+    row_id: int | None = Field(None, ge=0, description="Search with this row's own vector.")
+    input: Any = Field(
+        None, description="What /predict takes (a base64 PNG or 784 pixels): model embeds it."
+    )
+    model: str | None = Field(None, pattern=NAME_PATTERN)
+    model_version: int | None = Field(None, ge=1)
+    layer: str | None = Field(None, max_length=256)
+    column: str = Field("embedding", min_length=1, max_length=256)
+    k: int = Field(10, ge=1, le=1000)
+    filter: str | None = Field(None, max_length=4096)
+    columns: list[str] | None = Field(
+        None, max_length=256, description="Columns to return (default: all but vectors)."
+    )
+    nprobes: int | None = Field(None, ge=1, le=4096, description="Index partitions to probe.")
+    refine_factor: int | None = Field(None, ge=1, le=100)
+
+
+class SearchHit(Record):
+    row_id: int
+    distance: float
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchResult(Record):
+    hits: list[SearchHit]
+    indexed: bool = Field(description="An ANN index answered (else a flat scan).")
+    dataset_version: int
+    seconds: float
+
+
+class IndexCreate(Request):
+    column: str = Field("embedding", min_length=1, max_length=256)
+    index_type: str = Field("IVF_FLAT", pattern=r"^(IVF_FLAT|IVF_PQ|IVF_HNSW_SQ)$")
+    metric: str = Field("l2", pattern=r"^(l2|cosine|dot)$")
+    num_partitions: int | None = Field(None, ge=1, le=65536)
+    num_sub_vectors: int | None = Field(None, ge=1, le=4096)
+
+
+class IndexInfo(Record):
+    name: str
+    column: str
+    index_type: str
+    dataset_version: int
+
+
+class TaskRef(Record):
+    """A task as lineage shows it: what ran, on what, and what it wrote."""
+
+    id: str
+    kind: str
+    status: TaskStatus
+    script: str
+    script_sha256: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    input: str
+    input_version: int | None = None
+    input_checksums: dict[str, str] = Field(default_factory=dict)
+    output: str
+    output_version: int | None = None
+    completed_at: datetime | None = None
+    result: dict[str, Any] | None = None
+
+
+class Lineage(Record):
+    """Model version -> training task -> dataset version -> the tasks that wrote it."""
+
+    model: str
+    model_version: int
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training: TaskRef | None = None
+    dataset: str | None = None
+    dataset_path: str | None = None
+    dataset_version: int | None = None
+    producers: list[TaskRef] = Field(
+        default_factory=list, description="Writers of that dataset version, newest first."
+    )
+    missing: list[str] = Field(default_factory=list, description="What is not recorded.")
+
+
+class ReproduceCreate(Request):
+    use_current_script: bool = Field(False, description="Run even if the script changed.")
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="Optional task name.")
+
+
+class Reproduction(Record):
+    """A retraining of a model version from its exact inputs, and how its metrics compare."""
+
+    task: Task
+    model: str
+    original_version: int
+    original_metrics: dict[str, Any] = Field(default_factory=dict)
+    dataset: str | None = None
+    dataset_version: int | None = None
+    script_changed: bool = False
+    new_version: int | None = Field(None, description="Once the task completed.")
+    new_metrics: dict[str, Any] | None = None
+    differences: dict[str, float] = Field(
+        default_factory=dict, description="new - original, per numeric metric."
+    )

@@ -93,8 +93,9 @@ def test_training_on_a_version_after_overwrite_reads_the_old_rows(dp, scripts):
         assert task["result"] == {"rows": 3, "tags": ["old"], "version": 1}
         assert task["input"] == ref and task["input_version"] == 1
         assert task["input_path"].endswith("d.lance?version=1")
+    # A plain name is pinned too: to the latest version at submit, named in the record.
     latest = run_task(dp, "train.py", "models/m", input="datasets/d")
-    assert latest["result"]["rows"] == 5 and latest["input_version"] is None
+    assert latest["result"]["rows"] == 5 and latest["input_version"] == 2
 
     model = dp.get("/api/v1/models/m").json()
     assert model["version"] == 3 and model["source"]["version"] == 2

@@ -34,6 +34,9 @@ EXIT_BY_CODE: dict[str, int] = {
     "TAG_NOT_FOUND": EXIT_NOT_FOUND,
     "ALREADY_EXISTS": EXIT_CONFLICT,
     "IN_USE": EXIT_CONFLICT,
+    "SCRIPT_CHANGED": EXIT_CONFLICT,  # reproduce: --use-current-script runs it anyway
+    "DATASET_CHANGED": EXIT_CONFLICT,
+    "LINEAGE_MISSING": EXIT_CONFLICT,
     "UPSTREAM_UNAVAILABLE": EXIT_UNREACHABLE,  # the platform, or the Data Platform behind it
     # The platform answered; what failed is the thing asked for (a model server that did not
     # come up, a server bug), as when a task fails.

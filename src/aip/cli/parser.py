@@ -11,6 +11,13 @@ from aip.cli.commands.datasets import (
     cmd_datasets_show,
     cmd_datasets_versions,
 )
+from aip.cli.commands.lakeops import (
+    cmd_batch_infer,
+    cmd_datasets_index,
+    cmd_models_lineage,
+    cmd_models_reproduce,
+    cmd_search,
+)
 from aip.cli.commands.models import cmd_models_ls, cmd_models_rm, cmd_models_show
 from aip.cli.commands.services import (
     cmd_predict,
@@ -145,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("id")
     rm.add_argument("--force", action="store_true", help="even if a service runs it")
     _tag_commands(command, models, "models")
+    _lakeops(commands, datasets, models, command)
 
     for name, func, what, input_help, output_help in (
         (
@@ -250,6 +258,50 @@ def _tag_commands(command: Any, group: Any, kind: str) -> None:
     restore.add_argument("version", help="a version number or a tag")
     for sub in (tags, tag, untag, restore):
         sub.set_defaults(kind=kind)
+
+
+def _lakeops(commands: Any, datasets: Any, models: Any, command: Any) -> None:
+    """Batch inference, search, indexes, lineage and reproduce."""
+    command(
+        models, "lineage", cmd_models_lineage, "model -> training -> dataset -> raw"
+    ).add_argument("id")
+    rep = command(models, "reproduce", cmd_models_reproduce, "retrain from the exact inputs")
+    rep.add_argument("id")
+    rep.add_argument("--use-current-script", action="store_true", help="even if it changed")
+    rep.add_argument("--wait", action="store_true", help="wait and compare both metrics")
+    rep.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S s")
+    index = command(datasets, "index", cmd_datasets_index, "build a vector index on a column")
+    index.add_argument("id")
+    index.add_argument("--column", default="embedding")
+    index.add_argument("--type", default="IVF_FLAT", choices=("IVF_FLAT", "IVF_PQ", "IVF_HNSW_SQ"))
+    index.add_argument("--partitions", type=int, metavar="N")
+
+    batch = command(
+        commands, "batch-infer", cmd_batch_infer, "add a model's outputs to a dataset as columns"
+    )
+    batch.add_argument("--model", required=True, help="model name")
+    batch.add_argument("--dataset", required=True, help="dataset that gets the columns")
+    batch.add_argument("--model-version", type=int, metavar="V")
+    batch.add_argument("--filter", help="SQL; other rows get nulls")
+    batch.add_argument("--layer", help="embedding layer (default: the penultimate)")
+    batch.add_argument("--input-column", default="image")
+    batch.add_argument("--prefix", default="", help="prefix of the new columns")
+    batch.add_argument("--batch-size", type=int, default=1024)
+    batch.add_argument("--name", help="task name (default: the dataset's)")
+    batch.add_argument("--retries", type=_non_negative_int, default=0)
+    batch.add_argument("--wait", action="store_true", help="wait for the end, with progress")
+    batch.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S s")
+
+    search = command(commands, "search", cmd_search, "nearest rows of a dataset")
+    search.add_argument("dataset")
+    search.add_argument("--image", metavar="FILE", help="a PNG/JPEG the --model embeds")
+    search.add_argument("--model", help="the model that embeds --image")
+    search.add_argument("--vector", metavar="JSON", help="a JSON list of numbers")
+    search.add_argument("--row-id", type=int, metavar="ID", help="a row's own vector")
+    search.add_argument("-k", type=int, default=10)
+    search.add_argument("--filter", help="SQL filter on the rows")
+    search.add_argument("--columns", help="comma-separated columns to show")
+    search.add_argument("--column", default="embedding", help="the vector column")
 
 
 def _task_params(sub: argparse.ArgumentParser) -> None:

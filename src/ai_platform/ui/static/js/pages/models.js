@@ -16,6 +16,7 @@ import {
   stat,
   table,
 } from "../dom.js";
+import { lineageCard } from "./lakeops.js";
 
 export async function render(root, { args }) {
   return args[0] ? detail(root, args[0]) : list(root);
@@ -129,6 +130,7 @@ async function detail(root, id) {
       ),
       card("Input", kvTable(m.input_spec)),
     ),
+    await lineageCard(m.id),
     card("Record", h("p", {}, m.architecture || ""), kvTable({ path: m.path, ...record })),
   );
 }

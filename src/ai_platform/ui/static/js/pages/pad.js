@@ -3,6 +3,7 @@
 // ink, fit 20x20, centre by mass), so the canvas goes as it is: black ink on white.
 import { api, seg } from "../api.js";
 import { add, card, errorBox, fmtPercent, h, replace } from "../dom.js";
+import { neighboursCard } from "./lakeops.js";
 
 const SERVICE_STORAGE = "aip.padService";
 const SIZE = 320; // CSS pixels; the bitmap is SIZE * devicePixelRatio for sharp strokes
@@ -27,6 +28,8 @@ export async function render(root, { query, ctx }) {
   const auto = h("input", { type: "checkbox", id: "pad-auto", checked: true });
   const result = h("div", { class: "result", dataset: { testid: "result" } });
   const pad = makePad(canvas);
+  const neighbours = neighboursCard();
+  const modelOf = new Map(services.map((svc) => [svc.id, svc.model]));
   let seq = 0; // only the latest request's answer is shown
   let autoTimer = null;
 
@@ -46,10 +49,14 @@ export async function render(root, { query, ctx }) {
     const mine = ++seq;
     result.classList.add("busy");
     try {
+      const png = pad.pngBase64();
       const answer = await api.post(`/inference-services/${seg(select.value)}/predict`, {
-        image: pad.pngBase64(),
+        image: png,
       });
-      if (mine === seq && ctx.alive) showAnswer(result, answer);
+      if (mine === seq && ctx.alive) {
+        showAnswer(result, answer);
+        neighbours.show(modelOf.get(select.value), png);
+      }
     } catch (err) {
       if (mine === seq && ctx.alive) replace(result, errorBox(err), bars(null));
     } finally {
@@ -66,6 +73,7 @@ export async function render(root, { query, ctx }) {
     result.classList.remove("busy");
     pad.clear();
     idle();
+    neighbours.idle();
   });
   ctx.stop = () => clearTimeout(autoTimer);
 
@@ -102,6 +110,7 @@ export async function render(root, { query, ctx }) {
       ),
       card("Prediction", result),
     ),
+    neighbours.el,
   );
   idle();
 }
