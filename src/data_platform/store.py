@@ -230,6 +230,15 @@ class Lake(LakeVersions):
         except (ValueError, OSError):
             return None
 
+    def readable(self, uri: str) -> bool:
+        """Whether ``uri`` opens, a pinned one (``...?version=N``) at its version."""
+        base, version = split_uri(uri)
+        try:
+            self._dataset(base, version=version)
+        except (ValueError, OSError):
+            return False
+        return True
+
     def roll_back(self, uri: str, version_before: int | None) -> str | None:
         """Make ``uri`` read as it did before a task wrote to it; returns what was done."""
         if not self.fs.exists(uri):

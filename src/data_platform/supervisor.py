@@ -23,6 +23,7 @@ from data_platform import recovery
 from data_platform.execution import MEMORY, Execution, Executor, Outcome, RunSpec
 from data_platform.faults import crash_point
 from data_platform.store import Lake
+from lakeapi.names import parse_ref
 from lakeapi.schemas import FailureReason, Task, TaskError, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -297,9 +298,8 @@ class Supervisor:
         """What submit checked may have changed while the task waited: check it again."""
         if not os.path.isfile(self.spec.script_path):
             raise FileNotFoundError(f"its script {self.task.script!r} no longer exists")
-        ref = self.lake.parse_ref(self.task.input) if self.task.input else None
-        if ref is not None:
-            if self.lake.version_of(self.spec.input_uri) is None:
+        if self.task.input and parse_ref(self.task.input) is not None:
+            if not self.lake.readable(self.spec.input_uri):
                 raise FileNotFoundError(f"its input {self.task.input!r} no longer exists")
         elif self.spec.input_uri and not os.path.exists(self.spec.input_uri):
             raise FileNotFoundError(f"its input {self.task.input!r} no longer exists")
