@@ -160,7 +160,8 @@ class DataPlatformClient:
     async def ping(self, timeout: float) -> str:
         """``ok``, ``slow`` (no answer to ``/health`` within ``timeout``) or ``unreachable``."""
         try:
-            response = await self._http.get("/health", timeout=timeout)
+            # On the pool that keeps no connection: a check every second must not hold one.
+            response = await self._streams.get("/health", timeout=timeout)
         except httpx.TimeoutException:
             return "slow"
         except httpx.HTTPError:
