@@ -18,8 +18,12 @@ import anyio
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from lakeapi.errors import PlatformError, UpstreamUnavailable, error_from_response
-from lakeapi.names import REF_ERRORS
+from lakeapi.errors import (
+    PlatformError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_from_response,
+)
 from lakeapi.pages import NEXT_CURSOR
 from lakeapi.schemas import (
     Dataset,
@@ -49,16 +53,6 @@ _TASKS = TypeAdapter(list[Task])
 _INDEXES = TypeAdapter(list[IndexInfo])
 _MODEL_VERSIONS = TypeAdapter(list[ModelVersion])
 _TAGS = TypeAdapter(list[Tag])
-
-
-class UpstreamTimeout(UpstreamUnavailable):
-    """The Data Platform did not answer within the deadline (504)."""
-
-    code = "UPSTREAM_TIMEOUT"
-
-    @property
-    def status(self) -> int:
-        return 504  # lakeapi's table does not know this code yet
 
 
 @dataclass(frozen=True)
@@ -309,8 +303,6 @@ def _error(response: httpx.Response) -> PlatformError:
     except ValueError:
         body = response.text
     err = error_from_response(response.status_code, body)
-    if err.code in REF_ERRORS:
-        return REF_ERRORS[err.code](err.message)
     if type(err) is PlatformError and response.status_code >= 500:
         return UpstreamUnavailable(f"the Data Platform failed: {err.message}")
     return err

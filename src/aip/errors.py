@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 
 from lakeapi.errors import (
     STATUS_BY_CODE,
+    AlreadyExists,
     Conflict,
     DatasetNotFound,
+    InUse,
     InvalidRequest,
     ModelNotFound,
     NotFound,
@@ -30,15 +32,16 @@ from lakeapi.errors import (
     ServiceAlreadyExists,
     ServiceNotFound,
     ServiceUnavailable,
+    TagNotFound,
     TaskAlreadyExists,
     TaskAlreadyFinished,
     TaskAlreadyRunning,
     TaskNotFound,
     Unauthorized,
     UpstreamUnavailable,
+    VersionNotFound,
     error_from_response,
 )
-from lakeapi.names import AlreadyExists, InUse, TagNotFound, VersionNotFound
 
 if TYPE_CHECKING:
     from aip.records import Task, TaskFailure

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 
 from aip.errors import PlatformError, PlatformUnreachable, error_from_response
-from lakeapi.names import REF_ERRORS
 from lakeapi.pages import NEXT_CURSOR
 
 API = "/api/v1"
@@ -138,5 +137,4 @@ def _error(response: httpx.Response) -> PlatformError:
     except ValueError:
         body = response.text
     err = error_from_response(response.status_code, body)
-    # Codes lakeapi.errors' table does not know yet: rebuilt as their classes all the same.
-    return REF_ERRORS[err.code](err.message) if err.code in REF_ERRORS else err
+    return err

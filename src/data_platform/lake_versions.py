@@ -11,8 +11,15 @@ from typing import Any
 
 import lance
 
-from lakeapi.errors import DatasetNotFound, ModelNotFound, NotFound
-from lakeapi.names import AlreadyExists, Ref, TagNotFound, VersionNotFound, check_tag
+from lakeapi.errors import (
+    AlreadyExists,
+    DatasetNotFound,
+    ModelNotFound,
+    NotFound,
+    TagNotFound,
+    VersionNotFound,
+)
+from lakeapi.names import Ref, check_tag
 from lakeapi.schemas import ModelVersion, Restored, Tag
 
 

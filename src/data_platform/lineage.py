@@ -30,11 +30,7 @@ MAX_CHAIN = 64
 
 
 class LakeConflict(Conflict):
-    """A 409 with its own code (``lakeapi.errors`` has no entry for these codes yet)."""
-
-    @property
-    def status(self) -> int:
-        return 409
+    """A 409 with its own code (``SCRIPT_CHANGED``, ``DATASET_CHANGED``, ``LINEAGE_MISSING``)."""
 
 
 def ref(task: Task) -> TaskRef:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -45,7 +44,14 @@ from lakeapi.schemas import FailureReason, Task, TaskError
 from lakekit.progress import ENV_VAR as PROGRESS_ENV
 from lakekit.progress import Follower
 from serverkit.lakefs import STORAGE_OPTIONS_ENV
-from serverkit.procs import PARENT_ENV, kill_marked, marked_processes, signal_group, tree_rss_bytes
+from serverkit.procs import (
+    PARENT_ENV,
+    kill_marked,
+    marked_processes,
+    scrubbed_env,
+    signal_group,
+    tree_rss_bytes,
+)
 
 TASK_ENV = "LAKEKIT_TASK_ID"
 LOG_MAX_BYTES = 50 * 1024 * 1024
@@ -79,19 +85,10 @@ class TaskFiles:
         return self.scratch / "params.json"
 
 
-# Our services' keys: a task (user code, whose log the API serves) never sees them.
-_KEY_NAME = re.compile(r"^(DP|AIP|LAKEKIT|LAKESTACK)_(\w+_)?API_KEY$")
-
-
-def without_keys(env: dict[str, str]) -> dict[str, str]:
-    """``env`` less the platform's API keys (``DP_API_KEY``, ``AIP_API_KEY``, ...)."""
-    return {name: value for name, value in env.items() if not _KEY_NAME.match(name)}
-
-
 def child_env(spec: RunSpec, files: TaskFiles) -> dict[str, str]:
     """The environment a task's process gets: ours less our keys, plus how to talk back to
     the platform."""
-    env = without_keys({**os.environ, **spec.env})
+    env = scrubbed_env({**os.environ, **spec.env})
     env.update(
         {
             "PYTHONUNBUFFERED": "1",

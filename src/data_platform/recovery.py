@@ -1,13 +1,13 @@
 """Evidence in the lake of how a task ended, so a restart never removes finished work.
 
 When a task has written its output and is about to be recorded ``completed``, its supervisor
-commits a **completion marker** on the output: one Lance config key (``_platform.completed``)
-naming the task, the version the marker itself is (Lance carries config forward into later
-versions, so the marker proves something only on that exact version) and the task's record.
-The record is committed after it. A restart then tells the cases apart from the lake alone:
+commits a **completion marker** to ``_system/completions.lance`` (a record table of its own,
+apart from the task records): the task, the output's version it finished on, and the task's
+record. The task record is committed after it. The output itself gets no extra version: its
+versions stay the user's writes. A restart then tells the cases apart from the lake alone:
 
-- the output's latest version is the marker of this task: the task finished and only its
-  record was lost (a crash, a full disk, a damaged record table) -> it is recorded completed;
+- a marker of this task whose version is still the output's latest: the task finished and
+  only its record was lost (a crash, a full disk, a damaged record table) -> completed;
 - no such marker: whatever the task committed after ``output_version_before`` is partial and
   rolled back; a dataset is deleted only when every version of it was made after the task
   started (never one that has versions from before the task);
@@ -27,19 +27,19 @@ from typing import Any
 
 import lance
 
-from data_platform.store import KINDS, Lake
+from data_platform.store import Lake
 from lakeapi.schemas import Task, TaskStatus, utcnow
 
 log = logging.getLogger(__name__)
 
-MARKER_KEY = "_platform.completed"
+COMPACT_EVERY = 50  # marker commits between compactions of the completions table
 MARKER_MAX_BYTES = 64 * 1024  # params or a result larger than this are left out of the marker
 
 
 @dataclass(frozen=True)
 class Marker:
     task_id: str
-    version: int  # the output version the marker is
+    version: int | None  # the output's version the task finished on (None: no output)
     record: dict[str, Any]
 
     @property
@@ -56,80 +56,65 @@ class Marker:
 
 
 def mark_completed(lake: Lake, uri: str, task: Task, result: dict[str, Any] | None) -> int | None:
-    """Commit the completion marker on the output at ``uri``; the version it made, or None
-    when the task left no output (nothing there to lose, nor to mark)."""
-    try:
-        ds = lance.dataset(uri, storage_options=lake.storage_options or None)
-    except (ValueError, OSError):
-        return None
-    version = int(ds.version) + 1
-    now = utcnow()
+    """Commit the completion marker of ``task``, whose output is at ``uri``; the output's
+    version it finished on (None when the task left no output)."""
+    version = lake.version_of(uri)
     record = task.model_dump(mode="json", exclude={"history", "progress", "queue"})
     record.update(
         status=TaskStatus.COMPLETED.value,
         result=result,
         output_version=version,
-        completed_at=now.isoformat(),
+        completed_at=utcnow().isoformat(),
     )
     if len(json.dumps(record)) > MARKER_MAX_BYTES:
         record.update(params={}, result=None)
-    marker = {"task": task.id, "version": version, "record": record}
-    ds.update_config({MARKER_KEY: json.dumps(marker, separators=(",", ":"))})
-    made = int(ds.version)
-    if made != version:  # nothing else writes an output while its task ends; say if it did
-        log.warning("%s: its marker landed on version %d, not %d", task.id, made, version)
-    return made
+    table = lake.completions
+    table.upsert({"id": task.id, "task": task.id, "version": version, "record": record})
+    if table.commits_since_compact >= COMPACT_EVERY:
+        try:
+            table.compact()
+        except Exception:  # compaction is housekeeping: the marker is committed already
+            log.warning("compacting %s failed", table.uri, exc_info=True)
+    return version
 
 
-def read_marker(lake: Lake, uri: str) -> tuple[Marker | None, int | None]:
-    """The marker the output's latest version carries (None: none, or one carried forward
-    from an earlier version), and that latest version (None: no readable output)."""
-    try:
-        ds = lance.dataset(uri, storage_options=lake.storage_options or None)
-        config = ds.config()
-    except (ValueError, OSError):
-        return None, None
-    latest = int(ds.version)
-    raw = config.get(MARKER_KEY)
-    if not raw:
-        return None, latest
-    try:
-        data = json.loads(raw)
-        marker = Marker(str(data["task"]), int(data["version"]), dict(data["record"]))
-    except (ValueError, KeyError, TypeError):
-        log.warning("%s: its completion marker cannot be read", uri)
-        return None, latest
-    return (marker if marker.version == latest else None), latest
+def _markers(lake: Lake) -> dict[str, Marker]:
+    markers = {}
+    for data in lake.completions.load_all():
+        try:
+            version = data["version"]
+            marker = Marker(
+                str(data["task"]), None if version is None else int(version), dict(data["record"])
+            )
+        except (ValueError, KeyError, TypeError):
+            log.warning("a completion marker cannot be read: %.200r", data)
+            continue
+        markers[marker.task_id] = marker
+    return markers
 
 
 def completion(lake: Lake, task: Task) -> Marker | None:
-    """The proof that ``task`` finished: its marker on its output's latest version."""
-    marker, _ = read_marker(lake, task.output_path)
-    return marker if marker is not None and marker.task_id == task.id else None
+    """The proof that ``task`` finished: its marker, on the output's version that is still
+    the latest (a later write means the output moved on after it, so it proves nothing)."""
+    marker = _markers(lake).get(task.id)
+    if marker is None:
+        return None
+    return marker if lake.version_of(task.output_path) == marker.version else None
 
 
 def lost_tasks(lake: Lake, known: set[str]) -> list[Task]:
-    """Completed tasks whose records are gone, rebuilt from the outputs' markers."""
+    """Completed tasks whose records are gone, rebuilt from their markers."""
     found = []
-    for kind in KINDS:
-        for name in lake._names(kind):
-            marker, _ = read_marker(lake, lake.path_of(kind, name))
-            if marker is None or marker.task_id in known:
-                continue
-            try:
-                task = Task.model_validate(marker.record)
-            except ValueError:
-                log.warning(
-                    "%s/%s: the marker's record of %s is unusable", kind, name, marker.task_id
-                )
-                continue
-            log.warning(
-                "%s: its record was lost; rebuilt from the completion marker on %s/%s",
-                task.id,
-                kind,
-                name,
-            )
-            found.append(task)
+    for marker in _markers(lake).values():
+        if marker.task_id in known:
+            continue
+        try:
+            task = Task.model_validate(marker.record)
+        except ValueError:
+            log.warning("the marker's record of %s is unusable", marker.task_id)
+            continue
+        log.warning("%s: its record was lost; rebuilt from its completion marker", task.id)
+        found.append(task)
     return found
 
 

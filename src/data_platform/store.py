@@ -7,6 +7,7 @@ so nothing here assumes a local disk. Layout under the root::
     datasets/{id}.lance     one Lance dataset per dataset
     models/{id}.lance       one Lance dataset per model (see lakekit.modelrec)
     _system/tasks.lance     task records
+    _system/completions.lance  completion markers (what a restart trusts, see recovery.py)
 
 Task logs and scratch are the executor's (``DP_WORK_DIR``; by default ``_system/`` of a local
 lake), not the lake's.
@@ -23,8 +24,8 @@ import lance
 import pyarrow as pa
 
 from data_platform.lake_versions import LakeVersions, int_or_none, tags_by_version, utc
-from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound, NotFound
-from lakeapi.names import InUse, check_name, parse_ref, split_uri
+from lakeapi.errors import DatasetNotFound, InUse, InvalidRequest, ModelNotFound, NotFound
+from lakeapi.names import check_name, parse_ref, split_uri
 from lakeapi.pages import page
 from lakeapi.schemas import Dataset, DatasetVersion, Model, Task
 from serverkit.lakefs import LakeFS, normalize_uri
@@ -53,6 +54,10 @@ class Lake(LakeVersions):
         for kind in KINDS:
             self.fs.makedirs(self.fs.join(kind))
         self.tasks = RecordTable(self.fs.join("_system", "tasks.lance"), self.storage_options)
+        # Completion markers (recovery.py): apart from the task records they vouch for.
+        self.completions = RecordTable(
+            self.fs.join("_system", "completions.lance"), self.storage_options
+        )
 
     # -- paths ---------------------------------------------------------------------------
 

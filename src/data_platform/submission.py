@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_platform.store import Lake
-from lakeapi.errors import DatasetNotFound, InvalidRequest, ModelNotFound
-from lakeapi.names import AlreadyExists, parse_ref, pinned_uri
+from lakeapi.errors import AlreadyExists, DatasetNotFound, InvalidRequest, ModelNotFound
+from lakeapi.names import parse_ref, pinned_uri
 from lakeapi.schemas import WriteMode
 
 

@@ -12,6 +12,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "INVALID_REQUEST": 400,
     "UNAUTHORIZED": 401,
     "NOT_FOUND": 404,
+    "VERSION_NOT_FOUND": 404,
+    "TAG_NOT_FOUND": 404,
     "DATASET_NOT_FOUND": 404,
     "MODEL_NOT_FOUND": 404,
     "TASK_NOT_FOUND": 404,
@@ -22,10 +24,17 @@ STATUS_BY_CODE: dict[str, int] = {
     "TASK_ALREADY_FINISHED": 409,
     "SERVICE_ALREADY_EXISTS": 409,
     "PORT_IN_USE": 409,
+    "ALREADY_EXISTS": 409,
+    "IN_USE": 409,
+    "SCRIPT_CHANGED": 409,
+    "DATASET_CHANGED": 409,
+    "LINEAGE_MISSING": 409,
     "PAYLOAD_TOO_LARGE": 413,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
     "INTERNAL_ERROR": 500,
     "UPSTREAM_UNAVAILABLE": 502,
     "SERVICE_UNAVAILABLE": 503,
+    "UPSTREAM_TIMEOUT": 504,
 }
 
 
@@ -103,8 +112,28 @@ class PortInUse(Conflict):
     code = "PORT_IN_USE"
 
 
+class VersionNotFound(NotFound):
+    code = "VERSION_NOT_FOUND"
+
+
+class TagNotFound(NotFound):
+    code = "TAG_NOT_FOUND"
+
+
+class AlreadyExists(Conflict):
+    code = "ALREADY_EXISTS"
+
+
+class InUse(Conflict):
+    code = "IN_USE"
+
+
 class PayloadTooLarge(PlatformError):
     code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(PlatformError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
 
 
 class UpstreamUnavailable(PlatformError):
@@ -113,6 +142,12 @@ class UpstreamUnavailable(PlatformError):
 
 class ServiceUnavailable(PlatformError):
     code = "SERVICE_UNAVAILABLE"
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """The upstream did not answer within its deadline."""
+
+    code = "UPSTREAM_TIMEOUT"
 
 
 _CLASS_BY_CODE: dict[str, type[PlatformError]] = {
@@ -130,8 +165,14 @@ _CLASS_BY_CODE: dict[str, type[PlatformError]] = {
         TaskAlreadyFinished,
         ServiceAlreadyExists,
         PortInUse,
+        VersionNotFound,
+        TagNotFound,
+        AlreadyExists,
+        InUse,
         PayloadTooLarge,
+        UnsupportedMediaType,
         UpstreamUnavailable,
+        UpstreamTimeout,
         ServiceUnavailable,
     )
 }

@@ -6,7 +6,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from lakeapi.errors import InvalidRequest, NotFound, PlatformError
+from lakeapi.errors import InvalidRequest
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 NAME_RULE = (
@@ -31,38 +31,6 @@ def new_id(prefix: str) -> str:
 
 REF_KINDS = ("datasets", "models")
 VERSION_QUERY = "?version="  # how a pinned URI names its version (see split_uri)
-
-
-class VersionNotFound(NotFound):
-    code = "VERSION_NOT_FOUND"
-
-    @property
-    def status(self) -> int:  # not (yet) in lakeapi.errors' table
-        return 404
-
-
-class TagNotFound(NotFound):
-    code = "TAG_NOT_FOUND"
-
-    @property
-    def status(self) -> int:
-        return 404
-
-
-class AlreadyExists(PlatformError):
-    code = "ALREADY_EXISTS"
-
-    @property
-    def status(self) -> int:
-        return 409
-
-
-class InUse(PlatformError):
-    code = "IN_USE"
-
-    @property
-    def status(self) -> int:
-        return 409
 
 
 @dataclass(frozen=True)
@@ -137,10 +105,3 @@ def split_uri(uri: str) -> tuple[str, int | None]:
     if sep and version.isdigit():
         return base, int(version)
     return uri, None
-
-
-# The codes above, for whoever rebuilds an error from its envelope (lakeapi.errors' table
-# does not know them yet).
-REF_ERRORS: dict[str, type[PlatformError]] = {
-    cls.code: cls for cls in (VersionNotFound, TagNotFound, AlreadyExists, InUse)
-}

@@ -422,6 +422,7 @@ class Model(Record):
 class ServiceStatus(StrEnum):
     STARTING = "starting"
     RUNNING = "running"
+    UNHEALTHY = "unhealthy"  # running, but missing its health probes: predict fails fast
     FAILED = "failed"
 
 

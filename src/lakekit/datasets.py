@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import lance
 
-from lakeapi.errors import DatasetNotFound
-from lakeapi.names import AlreadyExists, split_uri
+from lakeapi.errors import AlreadyExists, DatasetNotFound
+from lakeapi.names import split_uri
 from lakekit.modelrec import model_name
 from lakekit.taskenv import WRITE_MODE_ENV, write_mode
 

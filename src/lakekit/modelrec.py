@@ -59,8 +59,8 @@ import lance
 import numpy as np
 import pyarrow as pa
 
-from lakeapi.errors import InvalidRequest, ModelNotFound
-from lakeapi.names import AlreadyExists, split_uri
+from lakeapi.errors import AlreadyExists, InvalidRequest, ModelNotFound
+from lakeapi.names import split_uri
 from lakekit import signature as sig
 from lakekit.taskenv import provenance, write_mode
 

@@ -14,7 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lakeapi.errors import InvalidRequest, PayloadTooLarge, PlatformError, Unauthorized
+from lakeapi.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    PlatformError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from lakeapi.names import NAME_PATTERN, check_name
 
 log = logging.getLogger(__name__)
@@ -29,16 +35,6 @@ _CODE_BY_HTTP_STATUS = {
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 _WILDCARD_BINDS = ("", "0.0.0.0", "::")
 _BODY_METHODS = (b"POST", b"PUT", b"PATCH", b"DELETE")
-
-
-class UnsupportedMediaType(PlatformError):
-    """A body that is not JSON on a JSON route (415)."""
-
-    code = "UNSUPPORTED_MEDIA_TYPE"
-
-    @property
-    def status(self) -> int:
-        return 415  # lakeapi's table does not know this code yet
 
 
 def trusted_hosts(bound: str, extra: Iterable[str] = ()) -> tuple[str, ...]:

@@ -10,19 +10,22 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import time
 from collections.abc import Mapping
 
 PARENT_ENV = "LAKEKIT_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
-# The platform's keys: a child (a task, a model server) must not be able to print them.
-SECRET_ENV = ("AIP_API_KEY", "DP_API_KEY", "AIP_DATA_PLATFORM_API_KEY")
+# The platform's keys (DP_API_KEY, AIP_API_KEY, AIP_DATA_PLATFORM_API_KEY, ...): a child (a
+# task, a model server: user code whose log the API serves) must not be able to print them.
+_SECRET_NAME = re.compile(r"^(DP|AIP|LAKEKIT|LAKESTACK)_(\w+_)?API_KEY$")
 
 
 def scrubbed_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """``env`` (default: ours) without the platform's keys, for a child process."""
-    return {k: v for k, v in (os.environ if env is None else env).items() if k not in SECRET_ENV}
+    source = os.environ if env is None else env
+    return {k: v for k, v in source.items() if not _SECRET_NAME.match(k)}
 
 
 def write_secret(path: str | os.PathLike[str], secret: str) -> None:

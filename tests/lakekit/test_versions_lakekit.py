@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lakeapi.errors import DatasetNotFound, ModelNotFound
-from lakeapi.names import AlreadyExists, pinned_uri
+from lakeapi.errors import AlreadyExists, DatasetNotFound, ModelNotFound
+from lakeapi.names import pinned_uri
 from lakekit import datasets, modelrec
 from lakekit.taskenv import WRITE_MODE_ENV
 from tests.lakekit.test_modelrec import make_module, write

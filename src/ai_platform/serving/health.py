@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 # The record's status for a hung server; until lakeapi has it, the record stays ``running``
 # with the reason in ``error``, and predict still fails fast from the verdict kept here.
-UNHEALTHY: ServiceStatus | None = getattr(ServiceStatus, "UNHEALTHY", None)
-PROBED = frozenset(s for s in (ServiceStatus.RUNNING, UNHEALTHY) if s is not None)
+UNHEALTHY = ServiceStatus.UNHEALTHY
+PROBED = frozenset((ServiceStatus.RUNNING, UNHEALTHY))
 
 
 @dataclass(frozen=True)

@@ -392,10 +392,7 @@ class ServingManager:
         if problem is None:
             self._update(service.id, status=ServiceStatus.RUNNING, error=None)
             return
-        if UNHEALTHY is not None:
-            self._update(service.id, status=UNHEALTHY, error=problem)
-        else:
-            self._update(service.id, error=f"unhealthy: {problem}")
+        self._update(service.id, status=UNHEALTHY, error=problem)
         host, port, _ = _target(service.endpoint)
         self._upstream.abort(host, port)
 

@@ -19,10 +19,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from lakeapi.errors import InvalidRequest, NotFound, PlatformError
+from lakeapi.errors import InvalidRequest, NotFound, PlatformError, TagNotFound, VersionNotFound
 from lakeapi.names import (
-    TagNotFound,
-    VersionNotFound,
     new_id,
     pinned_uri,
     split_at,
