@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ai_platform.dp_client import DataPlatformClient, LogStream
-from lakeapi.errors import TaskNotFound
-from lakeapi.names import check_name, new_id
+from lakeapi.errors import InvalidRequest, TaskNotFound
+from lakeapi.names import check_name, new_id, parse_ref
 from lakeapi.schemas import IngestionTask, Job, JobCreate, Task, TaskCreate, TrainingTask
 
 
@@ -66,8 +66,13 @@ class JobManager:
     async def submit(self, req: JobCreate) -> Job:
         """Raises DatasetNotFound (training input), TaskAlreadyRunning, InvalidRequest."""
         if self.spec.input_is_dataset:
-            await self.client.get_dataset(check_name(req.input, "dataset name"))
-            task_input = f"datasets/{req.input}"
+            ref = parse_ref(req.input, "datasets")
+            if ref is None or ref.kind != "datasets":
+                raise InvalidRequest(
+                    f"input {req.input!r} must name a dataset: NAME, NAME@12 or NAME@tag"
+                )
+            await self.client.get_dataset(ref.name)
+            task_input = str(ref)  # datasets/NAME[@12|@tag]: the Data Platform pins it
         else:
             task_input = req.input
         # JobCreate's rules are stricter than TaskCreate's: this validates.
@@ -79,6 +84,7 @@ class JobManager:
             input=task_input,
             output=f"{self.spec.output_kind}/{req.output}",
             params=req.params,
+            mode=req.mode,
         )
         return self._view(await self.client.submit_task(task))
 

@@ -42,13 +42,13 @@ class _Attempts:
         self.attempts: list[Attempt] = []
         self.task: Task | None = None
 
-    def running(self, task_id: str, version_before: int | None) -> Task:
-        if self.task is None:  # the first attempt moves the record; later ones keep it
-            self.task = self.records.running(task_id, version_before)
+    def running(self, task_id: str, version_before: int | None, execution: Execution) -> Task:
+        # The first attempt moves the record (with its pid and node); later ones keep it, so
+        # the record keeps the first attempt's pid: recovery finds a task's processes by its
+        # environment marker, not by that pid.
+        if self.task is None:
+            self.task = self.records.running(task_id, version_before, execution)
         return self.task
-
-    def started(self, task_id: str, execution: Execution) -> None:
-        self.records.started(task_id, execution)
 
     def progress(self, task_id: str, points: list[dict[str, Any]], persist: bool) -> None:
         self.records.progress(task_id, points, persist)
