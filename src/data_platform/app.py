@@ -21,7 +21,7 @@ from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
 from lakeapi.schemas import TaskStatus
 from serverkit.docs import install_offline_docs
-from serverkit.http import Guard, install_error_handlers
+from serverkit.http import Guard, install_error_handlers, trusted_hosts
 from serverkit.lakelock import LakeLock, LakeLocked
 from serverkit.metrics import install_metrics
 
@@ -109,7 +109,12 @@ def create_app(settings: DataPlatformSettings | None = None) -> FastAPI:
 
     metrics = install_metrics(app, namespace="data_platform")
     metrics.registry.register(TaskStates(app))
-    app.add_middleware(Guard, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        Guard,
+        api_key=settings.api_key,
+        max_body_bytes=settings.max_body_bytes,
+        allowed_hosts=trusted_hosts(settings.host, settings.allowed_hosts),
+    )
     return app
 
 

@@ -101,6 +101,11 @@ class DataPlatformSettings(BaseSettings):
         description="When set, requests need 'Bearer <key>'; unset: AIP_API_KEY stands in.",
     )
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names accepted besides loopback's and DP_HOST ('*': any); others "
+        "get 400 (DNS rebinding).",
+    )
     log_requests: bool = Field(False, description="Log one line per request (off: errors only).")
     compact_every_commits: int = Field(200, ge=1, description="Compact task records this often.")
     housekeeping_interval_seconds: float = Field(
