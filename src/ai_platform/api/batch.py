@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Response
 
 from ai_platform.api.deps import Client
 from lakeapi.errors import TaskNotFound
-from lakeapi.names import NAME_PATTERN
+from lakeapi.names import NAME_PATTERN, check_name
 from lakeapi.schemas import (
     BatchInferenceCreate,
     BatchInferenceTask,
@@ -66,7 +66,7 @@ async def list_tasks(
 
 
 async def _own(client: Client, task_id: str) -> Task:
-    task = await client.get_task(task_id)
+    task = await client.get_task(check_name(task_id, "task id"))
     if task.kind != KIND:
         raise TaskNotFound(f"Batch-inference task '{task_id}' does not exist")
     return task
