@@ -20,6 +20,7 @@ EXIT_BY_CODE: dict[str, int] = {
     "UNAUTHORIZED": EXIT_USAGE,  # a missing or wrong --api-key is the caller's to fix
     "METHOD_NOT_ALLOWED": EXIT_USAGE,
     "PAYLOAD_TOO_LARGE": EXIT_USAGE,
+    "UNSUPPORTED_MEDIA_TYPE": EXIT_USAGE,
     "NOT_FOUND": EXIT_NOT_FOUND,
     "DATASET_NOT_FOUND": EXIT_NOT_FOUND,
     "MODEL_NOT_FOUND": EXIT_NOT_FOUND,
@@ -38,6 +39,7 @@ EXIT_BY_CODE: dict[str, int] = {
     "DATASET_CHANGED": EXIT_CONFLICT,
     "LINEAGE_MISSING": EXIT_CONFLICT,
     "UPSTREAM_UNAVAILABLE": EXIT_UNREACHABLE,  # the platform, or the Data Platform behind it
+    "UPSTREAM_TIMEOUT": EXIT_UNREACHABLE,  # the Data Platform did not answer in time
     # The platform answered; what failed is the thing asked for (a model server that did not
     # come up, a server bug), as when a task fails.
     "SERVICE_UNAVAILABLE": EXIT_FAILED,
