@@ -55,10 +55,12 @@ def _session_cluster() -> Iterator[RayCluster]:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(_session_cluster: RayCluster) -> RayCluster:
-    """The session's cluster with every node alive: a worker an earlier module killed (a lost
-    node) is started again, as a new node on the same address."""
-    return _session_cluster.revive(timeout=180.0)
+def ray_cluster(_session_cluster: RayCluster) -> Iterator[RayCluster]:
+    """The session's cluster with every node alive: a worker a module killed (a lost node) is
+    started again, as a new node on the same address, as the module ends (so its start
+    overlaps whatever runs next); the next module waits until it has joined."""
+    yield _session_cluster.revive(timeout=180.0)
+    _session_cluster.revive(wait=False)
 
 
 @pytest.fixture(scope="session")

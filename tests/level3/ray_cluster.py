@@ -229,13 +229,14 @@ class RayCluster:
         self._wait_for_nodes(timeout)
         return self
 
-    def revive(self, timeout: float = 90.0) -> RayCluster:
-        """Every worker a test killed (a lost node) started again; returns once all are alive.
-        Cheaper than a new cluster for the next module: the head and its GCS stay."""
-        dead = [w for w in self.workers if w.proc is None or w.proc.poll() is not None]
-        for worker in dead:
-            worker.restart()
-        if dead:
+    def revive(self, timeout: float = 90.0, wait: bool = True) -> RayCluster:
+        """Every worker a test killed (a lost node) started again; with ``wait``, returns once
+        every node is alive. Cheaper than a new cluster for the next module: the head and its
+        GCS stay."""
+        for worker in self.workers:
+            if worker.proc is None or worker.proc.poll() is not None:
+                worker.restart()
+        if wait and not all(n.node_id for n in self.nodes):
             self._wait_for_nodes(timeout)
         return self
 
