@@ -37,7 +37,12 @@ def make_backend(settings: AIPlatformSettings) -> ServingBackend:
         use_loopback()  # before ray is imported
         from ai_platform.serving.ray_backend import RayServeBackend  # optional extra
 
-        return RayServeBackend(settings)
+        return RayServeBackend(
+            settings,
+            replicas=settings.ray_replicas,
+            replicas_per_node=settings.ray_replicas_per_node,
+            serve_config=settings.serve_config,
+        )
     return LocalProcessBackend(settings.serving_host, settings.api_key)
 
 
@@ -77,6 +82,7 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
             settings.serving_start_timeout,
             settings.predict_timeout,
             api_key=settings.api_key,
+            storage_options=settings.model_storage_options,
             probe=ProbePolicy(
                 settings.health_probe_interval,
                 settings.health_probe_timeout,

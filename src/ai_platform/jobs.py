@@ -85,6 +85,7 @@ class JobManager:
             output=f"{self.spec.output_kind}/{req.output}",
             params=req.params,
             mode=req.mode,
+            resources=req.resources,
         )
         return self._view(await self.client.submit_task(task))
 

@@ -27,6 +27,12 @@ class AIPlatformSettings(BaseSettings):
         default_factory=dict,
         description="Lance storage options for state_dir (JSON object in the environment).",
     )
+    lake_storage_options: dict[str, str] | None = Field(
+        None,
+        description="Lance storage options for the lake's models (JSON object in the "
+        "environment), where the model check and the replicas open them; unset: "
+        "state_storage_options (the state usually lives in the lake).",
+    )
     log_dir: Path | None = Field(
         None,
         description="Model-server logs, on this machine's disk; unset: <state_dir>/logs when "
@@ -92,6 +98,20 @@ class AIPlatformSettings(BaseSettings):
     ray_replica_cpus: float = Field(
         0.0, ge=0, description="runtime=ray: CPUs each model replica reserves in Ray."
     )
+    ray_replicas: int = Field(
+        1, ge=1, le=64, description="runtime=ray: replicas of each service (Ray Serve)."
+    )
+    ray_replicas_per_node: int | None = Field(
+        None,
+        ge=1,
+        description="runtime=ray: at most this many replicas of a service on one node "
+        "(1: one per node); unset: Ray places them.",
+    )
+    serve_config: Path | None = Field(
+        None,
+        description="runtime=ray: Ray Serve's settings file (a ServeDeploySchema, YAML); "
+        "its http_options and proxy_location start Serve.",
+    )
 
     @model_validator(mode="after")
     def _either_key(self) -> AIPlatformSettings:
@@ -112,6 +132,13 @@ class AIPlatformSettings(BaseSettings):
         """``state_dir`` as Lance takes it: an absolute path when local, else the URI as is."""
         local = local_path(self.state_dir)
         return str(local.resolve()) if local is not None else self.state_dir.rstrip("/")
+
+    @property
+    def model_storage_options(self) -> dict[str, str]:
+        """What opens the lake's models: the lake's own options, else the state's."""
+        if self.lake_storage_options is not None:
+            return dict(self.lake_storage_options)
+        return dict(self.state_storage_options)
 
     @property
     def logs_dir(self) -> Path:

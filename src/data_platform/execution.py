@@ -10,13 +10,17 @@ ships them. The manager and the supervisor only use what is defined here.
 
 from __future__ import annotations
 
+import math
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lakeapi.schemas import Task, TaskError
 
 MEMORY = "memory"  # a limit an executor can enforce: it measures the task's resident memory
+CPUS, MEMORY_MB = "cpus", "memory_mb"  # the request's own keys; any other is a custom resource
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class RunSpec:
     storage_options: dict[str, str] = field(default_factory=dict)
     daft_runner: str = "native"
     env: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, float] | None = None  # the task's request (see Executor.check_resources)
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,25 @@ class Executor(ABC):
     def start(self, spec: RunSpec) -> Execution:
         """Start the task; raises when it cannot (the task then fails ``rejected``)."""
 
+    def check_resources(self, request: Mapping[str, Any] | None) -> None:
+        """Refuse, at submit, a resource request this executor can never meet.
+
+        By default tasks run on this machine: ``cpus`` and ``memory_mb`` may not exceed what
+        it has, and it has no custom resources. Nothing is reserved (``DP_MAX_CONCURRENT_TASKS``
+        gates how many tasks run at once).
+
+        Raises:
+            ValueError: what is wrong, in words for the client.
+        """
+        for key, value in resource_amounts(request).items():
+            has = machine_resources().get(key, 0.0)
+            if value > has:
+                what = f"{has:g}" if key in (CPUS, MEMORY_MB) else "none"
+                raise ValueError(
+                    f"resource {key!r}: {value:g} requested, this machine has {what} "
+                    "(tasks run on the Data Platform's machine)"
+                )
+
     @abstractmethod
     def recover(self, task: Task) -> Execution | None:
         """After a restart: reattach to ``task`` if it still runs, else None, having killed
@@ -126,3 +150,29 @@ class Executor(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the runtime (a Ray cluster the executor started)."""
+
+
+def resource_amounts(request: Mapping[str, Any] | None) -> dict[str, float]:
+    """A resource request's amounts, checked: each a finite, non-negative number.
+
+    Raises:
+        ValueError: a value that is not one (a bool, a string, NaN, infinity, < 0).
+    """
+    amounts: dict[str, float] = {}
+    for key, value in (request or {}).items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(f"resource {key!r} must be a non-negative number, not {value!r}")
+        amounts[str(key)] = float(value)
+    return amounts
+
+
+def machine_resources() -> dict[str, float]:
+    """What this machine has, in a request's terms: the CPUs this process may use, its RAM."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {CPUS: float(cpus or 1), MEMORY_MB: memory / (1024 * 1024)}

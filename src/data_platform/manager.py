@@ -29,6 +29,7 @@ from data_platform.store import Lake
 from data_platform.submission import Resolver
 from data_platform.supervisor import Limits, Supervisor
 from lakeapi.errors import (
+    InvalidRequest,
     PlatformError,
     ServiceUnavailable,
     TaskAlreadyExists,
@@ -279,6 +280,10 @@ class TaskManager:
         script_path = builtins.script_of(req, self.resolve)
         input_path = self.resolve.input(req.input)
         output_path = self.resolve.output(req.output, req.mode)
+        try:
+            self.executor.check_resources(req.resources)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
         stamped = provenance.stamp(script_path, req.input, input_path, self.lake)
         with self._cond:
             if self._closed:
@@ -301,6 +306,7 @@ class TaskManager:
                 mode=req.mode,
                 retries=req.retries,
                 retry_backoff_seconds=req.retry_backoff_seconds,
+                resources=req.resources,
                 **stamped,
             )
             self._reserved[task_id] = task
@@ -468,6 +474,7 @@ class TaskManager:
             storage_options=self.lake.storage_options,
             daft_runner=self.settings.task_daft_runner,
             env={WRITE_MODE_ENV: task.mode.value},
+            resources=task.resources,
         )
         cls = RetryingSupervisor if task.retries else Supervisor
         return cls(task, spec, self.executor, self.lake, self, self.limits, execution)

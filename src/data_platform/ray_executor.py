@@ -21,7 +21,9 @@ import dataclasses
 import os
 import shutil
 import signal
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ray.exceptions import RayError
 
@@ -35,7 +37,7 @@ from data_platform.local_executor import (
     kill_task_processes,
     read_outcome,
 )
-from data_platform.ray_nodes import NodeTasks
+from data_platform.ray_nodes import NodeTasks, ray_options
 from data_platform.settings import DataPlatformSettings
 from lakeapi.schemas import FailureReason, Task, TaskError
 from serverkit.lakefs import is_local
@@ -154,10 +156,28 @@ class RayExecutor(MachineExecutor):
             env={**auth_env(), "RAY_ADDRESS": str(self.ray.address), **spec.env},
         )
         files = self.fresh_files(spec.task_id)
-        ref = _run_child.options(name=f"task:{spec.task_id}").remote(
+        ref = _run_child.options(name=f"task:{spec.task_id}", **ray_options(spec.resources)).remote(
             spec, files, self.grace, self.log_max_bytes, str(Path.cwd())
         )
         return RayExecution(ref, spec, files)
+
+    def check_resources(self, request: Mapping[str, Any] | None) -> None:
+        options = ray_options(request)
+        if self.nodes is not None:
+            # Level 3: nodes come and go; one no node can meet fails the task ``rejected``
+            # when it cannot be placed (ray_nodes.PLACE_TIMEOUT_SECONDS).
+            return
+        # Level 2: the local Ray is all there is, and a Ray task it cannot place waits forever.
+        has = ray.cluster_resources()
+        wanted = {"CPU": options["num_cpus"], **options.get("resources", {})}
+        if "memory" in options:
+            wanted["memory"] = options["memory"]
+        for key, value in wanted.items():
+            if value > has.get(key, 0.0):
+                raise ValueError(
+                    f"resource {key!r}: {value:g} requested, the Ray cluster has "
+                    f"{has.get(key, 0.0):g}"
+                )
 
     def recover(self, task: Task) -> Execution | None:
         if self.nodes is not None:

@@ -17,7 +17,6 @@ we ask), else ``killed``. Its output is rolled back by the supervisor as for any
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -27,7 +26,16 @@ from typing import Any
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 import ray
-from data_platform.execution import Execution, LogSource, Outcome, Resources, RunSpec
+from data_platform.execution import (
+    CPUS,
+    MEMORY_MB,
+    Execution,
+    LogSource,
+    Outcome,
+    Resources,
+    RunSpec,
+    resource_amounts,
+)
 from data_platform.ray_lakelog import LakeLog, TaskObjects
 from data_platform.ray_supervisor import TaskSupervisor
 from lakeapi.schemas import FailureReason, Task, TaskError
@@ -40,9 +48,8 @@ PLACE_TIMEOUT_SECONDS = 120.0  # a request no node can meet fails instead of wai
 STOP_MARGIN_SECONDS = 40.0  # past the grace: SIGKILL, the last log chunk, the answer
 NODE_DEATH_WAIT_SECONDS = 30.0
 DRAIN_SECONDS = 10.0
-# The params key of a task's resource request, until the request has a field of its own;
-# taken out of the params before the script sees them.
-RESOURCES_PARAM = "resources"
+# Ray's names for what the request calls cpus and memory_mb, and those Ray manages itself.
+_RAY_OWN = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 # No retries and no restarts: a user script is not idempotent, and a restarted supervisor
 # would not have the task's process. Threads: wait blocks while poll and stop answer.
@@ -56,25 +63,29 @@ def actor_name(task_id: str) -> str:
 
 
 def ray_options(request: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Ray's actor options for a task's resource request.
+    """Ray's actor (or task) options for a task's resource request.
 
     ``{"cpus": 1, "memory_mb": 512, "worker1": 1}``: CPUs (default 0, see Level 2: a task's
     own Daft-on-Ray work needs them), memory to reserve in MB, any other key a custom resource.
 
     Raises:
-        ValueError: a value that is not a non-negative number.
+        ValueError: a value that is not a finite non-negative number, or one of Ray's own
+            resource names as a custom key (Ray refuses those).
     """
     options: dict[str, Any] = {"num_cpus": 0}
     custom: dict[str, float] = {}
-    for key, value in (request or {}).items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"resource {key!r} must be a non-negative number, not {value!r}")
-        if key == "cpus":
+    for key, value in resource_amounts(request).items():
+        if key == CPUS:
             options["num_cpus"] = value
-        elif key == "memory_mb":
+        elif key == MEMORY_MB:
             options["memory"] = int(value * 1024 * 1024)
+        elif key in _RAY_OWN or key.startswith("node:"):
+            raise ValueError(
+                f"resource {key!r} is Ray's own: ask for 'cpus' or 'memory_mb', or for a "
+                "custom resource of the cluster"
+            )
         else:
-            custom[str(key)] = float(value)
+            custom[key] = value
     if custom:
         options["resources"] = custom
     return options
@@ -235,14 +246,7 @@ class NodeTasks:
         return TaskObjects(self.lake_root, self.storage_options, task_id)
 
     def start(self, spec: RunSpec) -> Execution:
-        request = spec.params.get(RESOURCES_PARAM)
-        if request is not None and not isinstance(request, dict):
-            raise ValueError(f"params.{RESOURCES_PARAM} must be an object")
-        options = ray_options(request)
-        # The platform's key, not the script's: a script that checks its params strictly
-        # (the training scripts do) must not see it.
-        params = {k: v for k, v in spec.params.items() if k != RESOURCES_PARAM}
-        spec = dataclasses.replace(spec, params=params)
+        options = ray_options(spec.resources)
         self.objects(spec.task_id).delete()  # a log of an earlier try of this id would lie
         actor = _Supervisor.options(
             name=actor_name(spec.task_id),

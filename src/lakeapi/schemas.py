@@ -141,6 +141,17 @@ class TaskKind(StrEnum):
     BATCH_INFERENCE = "batch_inference"
 
 
+# A task's resource request: what it needs from the node that runs it (design 2.2, Level 3).
+# Strict numbers: "2" or true is a mistake, not a count; JSON's 1e400 reads as infinity.
+ResourceAmount = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+ResourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
+RESOURCES_DESCRIPTION = (
+    "What the task needs from the node that runs it: 'cpus', 'memory_mb', any other key a "
+    "custom resource of the cluster ({'worker1': 1}). Level 1 checks cpus and memory_mb "
+    "against the machine; Level 3 places the task by it."
+)
+
+
 class TaskCreate(Request):
     """What a client submits to the Data Platform to run a script."""
 
@@ -175,6 +186,9 @@ class TaskCreate(Request):
     )
     retry_backoff_seconds: float = Field(
         1.0, ge=0, le=600, description="Wait before the first retry; doubled for each next one."
+    )
+    resources: dict[ResourceName, ResourceAmount] | None = Field(
+        None, max_length=16, description=RESOURCES_DESCRIPTION
     )
 
 
@@ -227,6 +241,7 @@ class Task(Record):
     )
     retries: int = 0
     retry_backoff_seconds: float = 1.0
+    resources: dict[str, float] | None = Field(None, description=RESOURCES_DESCRIPTION)
     attempts: list[Attempt] = Field(default_factory=list, description="Failed attempts so far.")
 
     @computed_field  # type: ignore[prop-decorator]
@@ -253,6 +268,9 @@ class JobCreate(Request):
     )
     mode: WriteMode = Field(
         WriteMode.OVERWRITE, description="create, overwrite (default) or append the output."
+    )
+    resources: dict[ResourceName, ResourceAmount] | None = Field(
+        None, max_length=16, description=RESOURCES_DESCRIPTION
     )
 
 

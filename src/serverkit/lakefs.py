@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow.fs as pafs
 
 # Lance's storage option names, and the environment variables that stand in when one is unset.
-_ENV_FALLBACKS: dict[str, tuple[str, ...]] = {
+ENV_FALLBACKS: dict[str, tuple[str, ...]] = {
     "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
     "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
     "aws_session_token": ("AWS_SESSION_TOKEN",),
@@ -62,7 +62,7 @@ def resolve_storage_options(
             raise ValueError("storage options must be a JSON object")
     options = {str(k): _option_str(v) for k, v in (explicit or {}).items()}
     env = os.environ if environ is None else environ
-    for name, variables in _ENV_FALLBACKS.items():
+    for name, variables in ENV_FALLBACKS.items():
         if name in options:
             continue
         for var in variables:

@@ -209,13 +209,13 @@ def lake_env(storage_options: dict[str, str]) -> dict[str, str]:
     the platform hands them to scripts (``LAKEKIT_STORAGE_OPTIONS``), and as the ``AWS_*``
     variables Lance and Daft read by default, so a script (or the model server) that opens a
     URI without options still reaches the endpoint. No instance-metadata lookups."""
-    from serverkit.lakefs import _ENV_FALLBACKS, STORAGE_OPTIONS_ENV
+    from serverkit.lakefs import ENV_FALLBACKS, STORAGE_OPTIONS_ENV
 
     env = {STORAGE_OPTIONS_ENV: json.dumps(storage_options)}
     if not storage_options:
         return env
     env["AWS_EC2_METADATA_DISABLED"] = "true"
-    for option, names in _ENV_FALLBACKS.items():
+    for option, names in ENV_FALLBACKS.items():
         if option in storage_options:
             env.update(dict.fromkeys(names, storage_options[option]))
     return env

@@ -42,23 +42,34 @@ def s3_prefix(request: pytest.FixtureRequest) -> str:
     return request.node.name.replace("[", "-").replace("]", "")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[RayCluster]:
-    """A head (127.0.0.2) and two workers (127.0.0.3, .4) of one CPU each, for the module."""
+@pytest.fixture(scope="session")
+def _session_cluster() -> Iterator[RayCluster]:
+    """A head (127.0.0.2) and two workers (127.0.0.3, .4) of one CPU each, for the session:
+    starting one costs ~30 s on an idle machine, so every module shares it."""
     cluster = local_cluster()
     try:
-        yield cluster.start(timeout=180.0)  # ~30 s when the machine is idle
+        yield cluster.start(timeout=180.0)
     finally:
         cluster.stop()
     assert not cluster.pids(), f"outlived the cluster: {describe(cluster.pids())}"
 
 
 @pytest.fixture(scope="module")
+def ray_cluster(_session_cluster: RayCluster) -> Iterator[RayCluster]:
+    """The session's cluster with every node alive: a worker a module killed (a lost node) is
+    started again, as a new node on the same address, as the module ends (so its start
+    overlaps whatever runs next); the next module waits until it has joined."""
+    yield _session_cluster.revive(timeout=180.0)
+    _session_cluster.revive(wait=False)
+
+
+@pytest.fixture(scope="session")
 def dp(
-    ray_cluster: RayCluster, s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory
+    _session_cluster: RayCluster, s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DataPlatform]:
-    """The Data Platform joined to the module's cluster, its lake on the endpoint."""
-    platform = DataPlatform(tmp_path_factory.mktemp("l3tasks"), ray_cluster, s3)
+    """The Data Platform joined to the session's cluster, its lake on the endpoint; tasks of
+    each test have names of their own, so modules share it."""
+    platform = DataPlatform(tmp_path_factory.mktemp("l3tasks"), _session_cluster, s3)
     platform.start()
     try:
         yield platform

@@ -34,6 +34,9 @@ class DataPlatform:
             "DP_SCRIPTS_ROOT": str(root / "scripts"),
             "DP_DATA_ROOT": str(root / "data"),
             "DP_CANCEL_GRACE_SECONDS": "1",
+            # One task per node, fixed: the session's Data Platform may start (or restart)
+            # while a worker an earlier module killed is still coming back.
+            "DP_MAX_CONCURRENT_TASKS": "3",
         }
         # The platform's own scripts and the tier's, and MNIST as the raw input (copies: a
         # link leading out of a root is refused).
@@ -57,7 +60,8 @@ class DataPlatform:
         body = {
             "script": script,
             "output": output or f"datasets/{name}",
-            "params": {"resources": {worker: 1}, "pid_file": str(self.root / name), **params},
+            "params": {"pid_file": str(self.root / name), **params},
+            "resources": {worker: 1},
         }
         r = httpx.post(self.url, json=body, timeout=30)
         assert r.status_code == 201, r.text

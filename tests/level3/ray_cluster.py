@@ -51,18 +51,20 @@ HEALTH_CHECK_ENV = {
 _DROPPED_ENV = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
 
 
+_PORT_PARAMS = (
+    "node-manager-port",
+    "object-manager-port",
+    "metrics-export-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+)
+
+
 def node_port_params() -> dict[str, str]:
     """The ``ray start`` port parameters every node needs, each a free port (Ray's fixed
     defaults would collide between nodes on one machine)."""
-    names = (
-        "node-manager-port",
-        "object-manager-port",
-        "metrics-export-port",
-        "dashboard-agent-listen-port",
-        "dashboard-agent-grpc-port",
-        "runtime-env-agent-port",
-    )
-    return {name: str(free_port()) for name in names}
+    return {name: str(free_port()) for name in _PORT_PARAMS}
 
 
 def holders(directory: Path) -> list[int]:
@@ -164,6 +166,16 @@ class RayNode:
                 time.sleep(0.1)
         self.kill()
 
+    def restart(self) -> None:
+        """Start a killed node again as a new node (Ray gives it a new id), on fresh ports
+        and an emptied temp dir: what the dead raylet left there belongs to no one."""
+        self.kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.argv = [a for a in self.argv if a.split("=", 1)[0][2:] not in _PORT_PARAMS]
+        self.argv += as_flags(node_port_params())
+        self.node_id, self.starts = "", 0
+        self.start()
+
     def tail(self, chars: int = 3000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
@@ -215,6 +227,17 @@ class RayCluster:
         for worker in self.workers:
             worker.start()
         self._wait_for_nodes(timeout)
+        return self
+
+    def revive(self, timeout: float = 90.0, wait: bool = True) -> RayCluster:
+        """Every worker a test killed (a lost node) started again; with ``wait``, returns once
+        every node is alive. Cheaper than a new cluster for the next module: the head and its
+        GCS stay."""
+        for worker in self.workers:
+            if worker.proc is None or worker.proc.poll() is not None:
+                worker.restart()
+        if wait and not all(n.node_id for n in self.nodes):
+            self._wait_for_nodes(timeout)
         return self
 
     def _wait_for_head(self, timeout: float) -> None:

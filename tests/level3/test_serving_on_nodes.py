@@ -185,13 +185,8 @@ def aip(
         "AIP_RAY_ADDRESS": ray_cluster.address,
         "AIP_RAY_AUTH_TOKEN_PATH": str(ray_cluster.token_path),
         "AIP_SERVING_START_TIMEOUT": "180",
-        # As the manifests give every pod (the lake-object-store Secret): the AI Platform
-        # checks a model record before serving it with Lance's default lookup of these.
-        "AWS_ACCESS_KEY_ID": s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-        "AWS_ENDPOINT_URL": s3.endpoint,
-        "AWS_REGION": s3.region,
-        "AWS_ALLOW_HTTP": "true",
+        # No AWS_* variables: the model check and the replicas reach the lake with the
+        # platform's own storage options (AIP_LAKE_STORAGE_OPTIONS, else the state's).
     }
     server = Server("ai_platform", env, "AIP_PORT", dp.root / "aip.log").start(120)
     try:
@@ -202,8 +197,14 @@ def aip(
 
 
 def job(name: str, script: str, output: str, input: str, worker: str, **params: Any) -> dict:
-    params["resources"] = {worker: 1}
-    return {"name": name, "input": input, "script": script, "params": params, "output": output}
+    return {
+        "name": name,
+        "input": input,
+        "script": script,
+        "params": params,
+        "output": output,
+        "resources": {worker: 1},
+    }
 
 
 def ended(api: httpx.Client, path: str, timeout: float = 240) -> dict:

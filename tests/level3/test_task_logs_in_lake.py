@@ -62,6 +62,9 @@ def test_a_resource_request_becomes_rays_actor_options() -> None:
         "memory": 512 * 1024 * 1024,
         "resources": {"worker1": 1.0},
     }
-    for bad in ({"cpus": -1}, {"gpu": "two"}, {"worker1": True}):
+    for bad in ({"cpus": -1}, {"gpu": "two"}, {"worker1": True}, {"cpus": float("nan")}):
         with pytest.raises(ValueError, match="non-negative number"):
             ray_options(bad)
+    for own in ("CPU", "GPU", "memory", "node:127.0.0.3"):
+        with pytest.raises(ValueError, match="is Ray's own"):
+            ray_options({own: 1})

@@ -79,6 +79,26 @@ def test_two_tasks_run_at_once_and_cancel_kills_one(api: httpx.Client, root: Pat
     assert done["completed_at"] < cancelled["completed_at"]
 
 
+def test_a_resource_request_is_checked_against_the_local_ray(
+    api: httpx.Client, platform: PlatformServers
+):
+    ok = {**job("res-ok", "fixtures/exit_ok.py", "ds_res"), "resources": {"cpus": 1}}
+    r = api.post("/api/v1/ingestion-tasks", json=ok)  # the AI Platform passes it on
+    assert r.status_code == 201, r.text
+    done = wait_job(api, f"/api/v1/ingestion-tasks/{r.json()['id']}")
+    assert done["status"] == "completed", done
+    record = httpx.get(f"{platform.dp.url}/api/v1/tasks/{done['id']}", timeout=30).json()
+    assert record["resources"] == {"cpus": 1.0}
+    # The local Ray is all there is: what it cannot place would wait forever, so it is 400.
+    for bad, what in (
+        ({"cpus": 64}, "'CPU'"),
+        ({"worker1": 1}, "'worker1'"),
+        ({"CPU": 1}, "Ray's own"),
+    ):
+        r = api.post("/api/v1/ingestion-tasks", json={**ok, "name": "res-bad", "resources": bad})
+        assert what in assert_error(r, 400, "INVALID_REQUEST")["message"], bad
+
+
 def mnist_test_images(count: int) -> list[str]:
     """The first ``count`` MNIST test images, base64 of 784 raw bytes each."""
     with gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz") as fh:

@@ -68,6 +68,7 @@ class ServingManager:
         upstream_timeout: seconds for a prediction forwarded to a model server.
         api_key: sent to the model servers (they need it when it is set).
         probe: how running model servers are probed for health.
+        storage_options: Lance storage options of the lake, for the model check.
     """
 
     def __init__(
@@ -80,8 +81,12 @@ class ServingManager:
         upstream_timeout: float,
         api_key: str | None = None,
         probe: ProbePolicy | None = None,
+        storage_options: dict[str, str] | None = None,
     ) -> None:
         self.log_dir = log_dir
+        # The lake's options: a model on object storage is checked with the platform's own
+        # settings, not only with whatever AWS_* variables this process happens to have.
+        self.storage_options = dict(storage_options or {})
         self.client = client
         self.backend = backend
         self.start_timeout = start_timeout
@@ -224,7 +229,7 @@ class ServingManager:
         model_path = pinned_uri(model.path, version)
         # The same check a training task's output passes: a bad record is refused here, with
         # what is wrong, rather than by a model server that exits.
-        problem = await asyncio.to_thread(check_model_record, model_path)
+        problem = await asyncio.to_thread(check_model_record, model_path, self.storage_options)
         if problem:
             raise InvalidRequest(f"model '{req.model}' cannot be served: {problem}")
         replaced: Service | None = None

@@ -153,14 +153,15 @@ class RayServeBackend(ServingBackend):
         replicas_per_node: int | None = None,
         serve_config: Path | None = None,
     ) -> None:
-        """Args beyond ``settings`` (until settings carry them): replicas per service, at
-        most ``replicas_per_node`` on a node, and Serve's settings file (``AIP_SERVE_CONFIG``:
-        a ``ServeDeploySchema``; its ``http_options`` and ``proxy_location`` start Serve)."""
+        """Args beyond ``settings`` (``make_backend`` passes ``AIP_RAY_REPLICAS``,
+        ``AIP_RAY_REPLICAS_PER_NODE``, ``AIP_SERVE_CONFIG``): replicas per service, at most
+        ``replicas_per_node`` on a node, and Serve's settings file (a ``ServeDeploySchema``;
+        its ``http_options`` and ``proxy_location`` start Serve)."""
         self.replicas = Replicas(
             count=replicas,
             per_node=replicas_per_node,
             num_cpus=settings.ray_replica_cpus,
-            storage_options=dict(settings.state_storage_options),
+            storage_options=settings.model_storage_options,
         )
         self.ray = RayConnection(
             settings.ray_address, settings.ray_auth_token_path, namespace="lakekit-ai-platform"
