@@ -43,7 +43,9 @@ def make_backend(settings: AIPlatformSettings) -> ServingBackend:
             replicas_per_node=settings.ray_replicas_per_node,
             serve_config=settings.serve_config,
         )
-    return LocalProcessBackend(settings.serving_host, settings.api_key)
+    return LocalProcessBackend(
+        settings.serving_host, settings.api_key, settings.model_storage_options
+    )
 
 
 def with_state_lease(settings: AIPlatformSettings, lifespan: Any) -> Any:

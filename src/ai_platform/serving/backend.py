@@ -8,6 +8,7 @@ every backend.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from lakeapi.errors import PortInUse
 from lakeapi.schemas import Service
+from serverkit.lakefs import STORAGE_OPTIONS_ENV
 from serverkit.net import free_port, port_is_free
 from serverkit.procs import PARENT_ENV, kill_marked, scrubbed_env, signal_group, write_secret
 
@@ -70,9 +72,16 @@ class LocalProcessBackend(ServingBackend):
     code could print into the log that the API serves.
     """
 
-    def __init__(self, host: str, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        api_key: str | None = None,
+        storage_options: dict[str, str] | None = None,
+    ) -> None:
         self.host = host
         self.api_key = api_key
+        # The lake's storage options (an S3 lake): model servers load the model with them.
+        self.storage_options = dict(storage_options or {})
         self._key_dir: str | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -101,6 +110,8 @@ class LocalProcessBackend(ServingBackend):
             PARENT_ENV: str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
         }
+        if self.storage_options:
+            env[STORAGE_OPTIONS_ENV] = json.dumps(self.storage_options)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 [

@@ -20,7 +20,7 @@ import torch
 
 from ai_platform.serving.protocol.image import SIDE, ImageCodec
 from lakeapi.errors import InvalidRequest
-from lakekit import modelrec
+from lakekit import datasets, modelrec
 
 Row = tuple[np.ndarray, ...]  # one batch row of every input (or output), batch dim dropped
 _INT_KINDS = "iub"
@@ -179,7 +179,10 @@ class Runner:
         started = time.perf_counter()
         self.model_path = os.fspath(model_path)
         self.device = device
-        self.model = modelrec.load_model(self.model_path, device=device)
+        # A model server started on an S3 lake gets its storage options as a task would.
+        self.model = modelrec.load_model(
+            self.model_path, device=device, storage_options=datasets.storage_options() or None
+        )
         self.info: dict[str, Any] = self.model.info
         declared = signature_of(self.info)
         self.signature = declared  # what the trial passes feed

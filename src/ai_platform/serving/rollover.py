@@ -117,7 +117,7 @@ async def roll(manager: ServingManager, old: Service, version: int) -> Service:
         ServiceUnavailable: the new server did not come up (``old`` still serves).
     """
     model_path = pinned_uri(split_uri(old.model_path)[0], version)
-    problem = await asyncio.to_thread(check_model_record, model_path)
+    problem = await asyncio.to_thread(check_model_record, model_path, manager.storage_options)
     if problem:
         raise InvalidRequest(f"model '{old.model}' version {version} cannot be served: {problem}")
     with manager._lock:
