@@ -14,7 +14,7 @@ from serverkit.http import Guard, install_error_handlers, trusted_hosts
 from tests.data_platform.test_errors import assert_error
 
 
-def guarded(**options: object) -> FastAPI:
+def guarded(api_key: str | None = None, max_body_bytes: int = 1024, **options: object) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
 
@@ -27,7 +27,7 @@ def guarded(**options: object) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(Guard, api_key=None, max_body_bytes=1024, **options)
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes, **options)
     return app
 
 
@@ -136,21 +136,8 @@ def test_a_body_with_no_content_type_is_415_except_on_binary_paths():
 
 
 def test_oip_paths_answer_the_guards_refusals_in_oips_shape():
-    app = FastAPI()
-    install_error_handlers(app)
-
-    @app.post("/v2/models/m/infer")
-    @app.post("/echo")
-    async def echo(request: Request) -> dict[str, int]:
-        return {"bytes": len(await request.body())}
-
-    app.add_middleware(
-        Guard,
-        api_key="k",
-        max_body_bytes=8,
-        allowed_hosts=("127.0.0.1",),
-        oip_paths=re.compile(r"/v2(?:/|$)"),
-    )
+    oip = re.compile(r"/v2(?:/|$)")
+    app = guarded("k", 8, allowed_hosts=("127.0.0.1",), oip_paths=oip)
     key = {"authorization": "Bearer k", "content-type": "application/json"}
     infer = "/v2/models/m/infer"
     refused = {
