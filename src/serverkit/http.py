@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -132,7 +133,12 @@ class Guard:
     not reach us); a body with a content type other than JSON is 415 (a cross-site form or
     ``text/plain`` post, which a browser sends without asking, cannot reach a route), except
     ``application/octet-stream`` on paths ending with one of ``binary_suffixes``. A body with
-    no content type passes: the routes parse it as JSON or refuse it.
+    no content type is 415 too (``fetch`` of an untyped ``Blob`` sends one cross-site without
+    a preflight), except on ``binary_suffixes`` paths: OIP clients (tritonclient) send their
+    requests untyped, and those routes read the framing from their own headers.
+
+    Paths ``oip_paths`` matches answer the Open Inference Protocol's error shape
+    ``{"error": "..."}`` rather than the envelope: its clients read only that.
 
     Pure ASGI rather than ``BaseHTTPMiddleware`` so a guarded request costs microseconds.
     """
@@ -147,6 +153,7 @@ class Guard:
         open_prefixes: tuple[str, ...] = (),
         allowed_hosts: Iterable[str] | None = None,
         binary_suffixes: tuple[str, ...] = (),
+        oip_paths: re.Pattern[str] | None = None,
     ) -> None:
         self.app = app
         self.api_key = api_key
@@ -156,6 +163,7 @@ class Guard:
         hosts = None if allowed_hosts is None else frozenset(allowed_hosts)
         self.allowed_hosts = None if hosts is None or "*" in hosts else hosts
         self.binary_suffixes = binary_suffixes
+        self.oip_paths = oip_paths
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -163,30 +171,9 @@ class Guard:
             return
         headers = dict(scope.get("headers") or ())
         path = scope["path"]
-        if self.allowed_hosts is not None and not _in_process(scope):
-            host = _host_name(headers.get(b"host", b""))
-            if host not in self.allowed_hosts:
-                await send_error(send, InvalidRequest(f"untrusted Host header: {host[:100]!r}"))
-                return
-        is_open = path in self.open_paths or path.startswith(self.open_prefixes or ("\0",))
-        if self.api_key and not is_open:
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(given, f"Bearer {self.api_key}"):
-                await send_error(send, Unauthorized("missing or wrong API key"))
-                return
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await send_error(send, _too_large(self.max_body_bytes))
-            return
-        content_type = headers.get(b"content-type")
-        if (
-            content_type is not None
-            and scope["method"].encode() in _BODY_METHODS
-            and not _is_json(content_type)
-            and not self._binary_ok(path, content_type)
-        ):
-            media = content_type.decode("latin-1")[:100]
-            await send_error(send, UnsupportedMediaType(f"content type {media!r}: send JSON"))
+        refusal = self._refusal(scope, headers, path)
+        if refusal is not None:
+            await send_error(send, refusal, self._oip(path))
             return
 
         received = 0
@@ -203,7 +190,7 @@ class Guard:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     answered = True
-                    await send_error(send, _too_large(self.max_body_bytes))
+                    await send_error(send, _too_large(self.max_body_bytes), self._oip(path))
                     return {"type": "http.disconnect"}
             return message
 
@@ -217,6 +204,38 @@ class Guard:
             if not answered:
                 raise
 
+    def _oip(self, path: str) -> bool:
+        return self.oip_paths is not None and self.oip_paths.match(path) is not None
+
+    def _refusal(self, scope: Any, headers: dict[bytes, bytes], path: str) -> PlatformError | None:
+        """Why the request is refused before the app sees it; None when it may go on."""
+        if self.allowed_hosts is not None and not _in_process(scope):
+            host = _host_name(headers.get(b"host", b""))
+            if host not in self.allowed_hosts:
+                return InvalidRequest(f"untrusted Host header: {host[:100]!r}")
+        is_open = path in self.open_paths or path.startswith(self.open_prefixes or ("\0",))
+        if self.api_key and not is_open:
+            given = headers.get(b"authorization", b"").decode("latin-1")
+            if not hmac.compare_digest(given, f"Bearer {self.api_key}"):
+                return Unauthorized("missing or wrong API key")
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            return _too_large(self.max_body_bytes)
+        if scope["method"].encode() not in _BODY_METHODS:
+            return None
+        content_type = headers.get(b"content-type")
+        if content_type is None:
+            has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+            if has_body and not path.endswith(self.binary_suffixes or ("\0",)):
+                return UnsupportedMediaType(
+                    "a body with no content type: send JSON (Content-Type: application/json)"
+                )
+            return None
+        if _is_json(content_type) or self._binary_ok(path, content_type):
+            return None
+        media = content_type.decode("latin-1")[:100]
+        return UnsupportedMediaType(f"content type {media!r}: send JSON")
+
     def _binary_ok(self, path: str, content_type: bytes) -> bool:
         media = content_type.split(b";", 1)[0].strip().lower()
         return media == b"application/octet-stream" and path.endswith(self.binary_suffixes)
@@ -226,9 +245,10 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body larger than {limit} bytes")
 
 
-async def send_error(send: Any, err: PlatformError) -> None:
-    """Answer with the error envelope from pure ASGI code (no Starlette response)."""
-    body = json.dumps(err.envelope()).encode()
+async def send_error(send: Any, err: PlatformError, oip: bool = False) -> None:
+    """Answer with the error envelope from pure ASGI code (no Starlette response); with
+    ``oip``, in the Open Inference Protocol's shape ``{"error": "..."}``."""
+    body = json.dumps({"error": err.message} if oip else err.envelope()).encode()
     await send(
         {
             "type": "http.response.start",

@@ -54,9 +54,19 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
         )
 
+        # The labelled children, by (method, route, status): ``labels()`` takes a lock and
+        # builds its key on every call, a good part of what timing a request costs.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (method, route, str(status))
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format."""

@@ -123,20 +123,20 @@ def test_200_followers_leave_every_other_call_fast_and_are_freed(
                     )
                     assert percentile(ms, 0.99) < 100, f"{path}: {sorted(ms)[-5:]}"
 
-                # Followers that hang up: the AI Platform closes their upstream streams (the
-                # 1 s bound is tests/faults/test_hangs.py's; 150 streams open and a loaded
-                # machine make this figure noisy).
+                # Followers that hang up: the AI Platform closes their upstream streams within
+                # 1 s. Counted from the connections open just before they leave: the 200 opens
+                # left idle keep-alive connections in the AI Platform's ordinary pool too, which
+                # it closes only on its next call (none comes meanwhile).
+                opened = connections_to(dp_port)
                 leave.set()
                 await asyncio.gather(*followers[:LEAVERS])
                 left = time.monotonic()
                 await asyncio.to_thread(
-                    wait_until,
-                    lambda: connections_to(dp_port) <= baseline + FOLLOWERS - LEAVERS,
-                    10,
-                    0.01,
+                    wait_until, lambda: connections_to(dp_port) <= opened - LEAVERS, 10, 0.01
                 )
                 freed = time.monotonic() - left
                 print(f"{LEAVERS} leavers' upstream streams freed in {freed:.2f} s")
+                assert freed <= 1.0, f"{LEAVERS} streams freed in {freed:.2f} s"
 
                 # The task ends: every remaining follower's stream ends with it.
                 r = await other.post(f"/api/v1/ingestion-tasks/{task_id}/cancel")

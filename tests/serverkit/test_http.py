@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,7 +14,7 @@ from serverkit.http import Guard, install_error_handlers, trusted_hosts
 from tests.data_platform.test_errors import assert_error
 
 
-def guarded(**options: object) -> FastAPI:
+def guarded(api_key: str | None = None, max_body_bytes: int = 1024, **options: object) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
 
@@ -25,7 +27,7 @@ def guarded(**options: object) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(Guard, api_key=None, max_body_bytes=1024, **options)
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes, **options)
     return app
 
 
@@ -36,6 +38,12 @@ def call(app: FastAPI, method: str, url: str, **kwargs: object) -> httpx.Respons
             return await client.request(method, url, **kwargs)  # type: ignore[arg-type]
 
     return asyncio.run(go())
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    """A body sent chunked, with no Content-Length."""
+    for part in parts:
+        yield part
 
 
 def test_trusted_hosts_are_loopback_and_the_bound_host_but_not_a_wildcard_bind():
@@ -103,7 +111,7 @@ def test_json_bodies_pass(content_type):
     assert r.status_code == 200 and r.json() == {"bytes": 2}
 
 
-def test_binary_tensors_pass_where_allowed_and_a_bare_body_is_left_to_the_route():
+def test_binary_tensors_pass_where_allowed():
     app = guarded(binary_suffixes=("/infer",))
     octets = {"content-type": "application/octet-stream"}
     r = call(app, "POST", "/v2/models/m/infer", content=b"\x00\x01", headers=octets)
@@ -111,4 +119,38 @@ def test_binary_tensors_pass_where_allowed_and_a_bare_body_is_left_to_the_route(
     assert_error(
         call(app, "POST", "/echo", content=b"\0", headers=octets), 415, "UNSUPPORTED_MEDIA_TYPE"
     )
-    assert call(app, "POST", "/echo", content=b"{}").json() == {"bytes": 2}
+
+
+def test_a_body_with_no_content_type_is_415_except_on_binary_paths():
+    # What a cross-site fetch of an untyped Blob sends: no preflight, no Content-Type.
+    app = guarded(binary_suffixes=("/infer",))
+    r = call(app, "POST", "/echo", content=b"{}")
+    assert "no content type" in assert_error(r, 415, "UNSUPPORTED_MEDIA_TYPE")["message"]
+    chunked = call(app, "POST", "/echo", content=chunks(b"{", b"}"))  # no Content-Length
+    assert_error(chunked, 415, "UNSUPPORTED_MEDIA_TYPE")
+    # tritonclient sends its requests untyped; the OIP routes read their own framing.
+    assert call(app, "POST", "/v2/models/m/infer", content=b"{}").json() == {"bytes": 2}
+    # No body at all (a POST that only acts, like a cancel) needs no type.
+    assert call(app, "POST", "/echo").json() == {"bytes": 0}
+    assert call(app, "POST", "/echo", content=b"").json() == {"bytes": 0}
+
+
+def test_oip_paths_answer_the_guards_refusals_in_oips_shape():
+    oip = re.compile(r"/v2(?:/|$)")
+    app = guarded("k", 8, allowed_hosts=("127.0.0.1",), oip_paths=oip)
+    key = {"authorization": "Bearer k", "content-type": "application/json"}
+    infer = "/v2/models/m/infer"
+    refused = {
+        401: call(app, "POST", infer, content=b"{}"),
+        413: call(app, "POST", infer, content=b"x" * 9, headers=key),
+        415: call(app, "POST", infer, content=b"{}", headers={**key, "content-type": "text/plain"}),
+    }
+    for status, r in refused.items():
+        assert r.status_code == status, r.text
+        body = r.json()
+        assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
+    # Counted as it arrives (no Content-Length): the same shape.
+    streamed = call(app, "POST", infer, content=chunks(b"x" * 5, b"x" * 5), headers=key)
+    assert streamed.status_code == 413 and isinstance(streamed.json()["error"], str)
+    # Elsewhere, the envelope.
+    assert_error(call(app, "POST", "/echo", content=b"{}"), 401, "UNAUTHORIZED")

@@ -19,6 +19,9 @@ from tests.lakekit.mnist_fixture import mnist_arrays
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
+JSON = {"content-type": "application/json"}
+
+
 def scrape(client: TestClient) -> Samples:
     r = client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -60,7 +63,7 @@ def test_requests_are_counted_per_route_template_and_status() -> None:
             assert c.get(f"/items/{i}").status_code == 200
         assert c.get("/items/x").status_code == 400
         assert c.get("/nowhere/42").status_code == 404
-        assert c.post("/echo", content=b"x" * 500).status_code == 413
+        assert c.post("/echo", content=b"x" * 500, headers=JSON).status_code == 413
         assert c.get("/boom").status_code == 500
         samples = scrape(c)
     route = "/items/{item_id}"

@@ -185,10 +185,35 @@ def test_body_limit(model_path: str) -> None:
         assert c.post("/predict", json={"image": RAW[0]}).status_code == 200
         over = json.dumps({"images": RAW[:2]}).encode()
         assert len(over) > limit
-        assert_error(c.post("/predict", content=over), 413, "PAYLOAD_TOO_LARGE")
+        typed = {"content-type": "application/json"}
+        assert_error(c.post("/predict", content=over, headers=typed), 413, "PAYLOAD_TOO_LARGE")
         half = len(over) // 2
-        chunked = c.post("/predict", content=iter([over[:half], over[half:]]))
+        chunked = c.post("/predict", content=iter([over[:half], over[half:]]), headers=typed)
         assert_error(chunked, 413, "PAYLOAD_TOO_LARGE")
         small = json.dumps({"image": RAW[0]}).encode()
-        streamed = c.post("/predict", content=iter([small[:100], small[100:]]))
+        streamed = c.post("/predict", content=iter([small[:100], small[100:]]), headers=typed)
         assert streamed.status_code == 200, streamed.text
+
+
+def test_oip_routes_refuse_in_oips_shape_and_v1_routes_in_the_envelope(model_path: str) -> None:
+    """tritonclient reads ``{"error": "..."}``; the Guard's own 401/413/415 on ``/v2`` say so."""
+    app = create_model_app(model_path, api_key="k", max_body_bytes=64)
+    infer = "/v2/models/mnist_mlp_v1/infer"
+    key = {"authorization": "Bearer k", "content-type": "application/json"}
+    with TestClient(app) as c:
+        refused = {
+            401: c.post(infer, json={}),
+            413: c.post(infer, content=b"x" * 65, headers=key),
+            415: c.post(infer, content=b"{}", headers={**key, "content-type": "text/plain"}),
+        }
+        for status, r in refused.items():
+            assert r.status_code == status, r.text
+            assert set(r.json()) == {"error"} and isinstance(r.json()["error"], str)
+        assert "API key" in refused[401].json()["error"]
+        assert "larger than 64 bytes" in refused[413].json()["error"]
+        assert "text/plain" in refused[415].json()["error"]
+        assert c.get("/v2/health/live").status_code == 200  # open, as before
+        r = c.post("/predict", json={"image": RAW[0]})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED"
+        bare = c.post("/predict", content=b"{}", headers={"authorization": "Bearer k"})
+        assert bare.status_code == 415 and bare.json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"

@@ -31,6 +31,8 @@ from serverkit.http import send_error
 PREFIX = "/api/v1/inference-services"
 PREDICT_PATH = re.compile(rf"{PREFIX}/([^/]+)/predict")
 OIP_PATH = re.compile(rf"{PREFIX}/([^/]+)(/v2(?:/.*)?)")
+# For ``Guard(oip_paths=...)``: its own refusals (401, 413, 415) on these paths in OIP's shape.
+OIP_PATHS = re.compile(rf"{PREFIX}/[^/]+/v2(?:/|$)")
 _JSON = [(b"content-type", b"application/json")]
 # What the metrics middleware reads as the route (``scope["route"].path``).
 _PREDICT_ROUTE = SimpleNamespace(path=f"{PREFIX}/{{service}}/predict")

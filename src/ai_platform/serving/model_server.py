@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -54,6 +55,7 @@ __all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "create_model_app", "main"]
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 LIVENESS_PATHS = ("/health", "/v2/health/live", "/v2/health/ready")
+OIP_PATHS = re.compile(r"/v2(?:/|$)")  # what the Guard answers in OIP's error shape
 
 
 def _server_version() -> str:
@@ -132,6 +134,7 @@ def create_model_app(
         open_paths=LIVENESS_PATHS,
         allowed_hosts=allowed_hosts,
         binary_suffixes=("/infer",),  # the Open Inference Protocol's binary tensors
+        oip_paths=OIP_PATHS,
     )
     batcher = Batcher(runner.forward, max_images=MAX_BATCH)
     app.state.batcher = batcher
