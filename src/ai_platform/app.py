@@ -15,7 +15,7 @@ from prometheus_client import Gauge
 
 from ai_platform import ui
 from ai_platform.api import batch, jobs, lake, lineage, search, services
-from ai_platform.api.predict_path import PredictFastPath
+from ai_platform.api.predict_path import OIP_PATHS, PredictFastPath
 from ai_platform.dp_client import DataPlatformClient, Deadlines
 from ai_platform.jobs import INGESTION, TRAINING, JobManager
 from ai_platform.serving.backend import LocalProcessBackend, ServingBackend
@@ -155,6 +155,7 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
         open_prefixes=("/ui/",),
         allowed_hosts=trusted_hosts(settings.host, settings.allowed_hosts),
         binary_suffixes=("/infer",),  # the Open Inference Protocol's binary tensors
+        oip_paths=OIP_PATHS,  # its refusals there in OIP's own shape, {"error": "..."}
     )
     # Outermost, so requests Guard refuses are counted. /metrics stays behind the API key
     # when one is set (service names are in it): Prometheus sends it as a bearer token.

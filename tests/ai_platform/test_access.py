@@ -191,6 +191,8 @@ def test_model_servers_need_the_key_which_never_reaches_their_environment(dp_key
         assert r.status_code == 200 and "prediction" in r.json(), r.text
         r = httpx.get(f"{services}/locked/v2/models/locked", headers=headers)
         assert r.status_code == 200, r.text
+        r = httpx.get(f"{services}/locked/v2/models/locked")  # the platform's OIP route too
+        assert r.status_code == 401 and r.json() == {"error": "missing or wrong API key"}
         assert httpx.get(f"{services}/locked", headers=headers).json()["status"] == "running"
 
         with open(f"/proc/{pid}/environ", "rb") as fh:
