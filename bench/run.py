@@ -29,7 +29,8 @@ from bench.report import Report, console_table, skipped
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Run order: overhead first (a quiet platform), ingestion makes the dataset the next areas
-# use, training makes the model serving (and OIP) uses; Level 2 last, after Level 1 has stopped.
+# use, training makes the model serving (and OIP) uses; Levels 2 and 3 last, after Level 1 has
+# stopped (each starts a platform of its own).
 AREAS = [
     "overhead",
     "ingestion",
