@@ -73,6 +73,7 @@ def _lake_env(lake: str, local: Path) -> dict[str, str]:
     fall back to ``AWS_*``)."""
     return {
         "DP_LAKE_ROOT": lake,
+        "DP_WORK_DIR": str(local / "dp-work"),  # task scratch and logs (else ./.dp-work)
         "AIP_STATE_DIR": str(local / "_ai_platform"),
         "AIP_LOG_DIR": str(local / "logs"),
     }
