@@ -91,14 +91,17 @@ class Lab:
     def model_path(self, name: str) -> Path:
         return self.lake / "models" / f"{name}.lance"
 
-    def platform(self, runtime: str = "local") -> RunningPlatform:
-        return RunningPlatform(self, runtime)
+    def platform(
+        self, runtime: str = "local", env: dict[str, str] | None = None
+    ) -> RunningPlatform:
+        """Both services; ``env`` adds to (or overrides) their settings, e.g. another lake."""
+        return RunningPlatform(self, runtime, env)
 
 
 class RunningPlatform:
     """Both services, started by ``lakestack.launcher.Platform``; a context manager."""
 
-    def __init__(self, lab: Lab, runtime: str) -> None:
+    def __init__(self, lab: Lab, runtime: str, extra_env: dict[str, str] | None = None) -> None:
         from lakestack.launcher import Platform  # pydantic settings: only when needed
         from serverkit.net import free_port
 
@@ -115,6 +118,7 @@ class RunningPlatform:
             # A key in the caller's environment would lock the bench's own client out.
             "DP_API_KEY": "",
             "AIP_API_KEY": "",
+            **(extra_env or {}),
         }
         self.platform = Platform(env, log_dir=lab.logs / runtime)
         self.api = httpx.Client(base_url=self.platform.url, timeout=120)

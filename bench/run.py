@@ -29,7 +29,8 @@ from bench.report import Report, console_table, skipped
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Run order: overhead first (a quiet platform), ingestion makes the dataset the next areas
-# use, training makes the model serving (and OIP) uses; Level 2 last, after Level 1 has stopped.
+# use, training makes the model serving (and OIP) uses; Levels 2 and 3 last, after Level 1 has
+# stopped (each starts a platform of its own).
 AREAS = [
     "overhead",
     "ingestion",
@@ -40,7 +41,9 @@ AREAS = [
     "tabular",
     "lakeops",
     "level2",
+    "level3",
 ]
+OWN_PLATFORM = ("level2", "level3")  # each starts its own, after Level 1's has stopped
 NEEDS_PLATFORM = {"overhead", "ingestion", "training", "serving", "oip", "tabular"}
 
 
@@ -100,11 +103,12 @@ def run_areas(args: argparse.Namespace, report: Report, root: Path) -> bool:
     if "level2" in areas and args.no_level2:
         areas.remove("level2")
         report.notes.append("Level 2 (Ray) skipped: --no-level2.")
-    if "level2" in areas and (why := importlib.import_module("bench.level2").unavailable()):
-        areas.remove("level2")
-        report.rows.append(skipped("level2", "Ray runtime", f"not measured: {why}"))
+    for area, what in (("level2", "Ray runtime"), ("level3", "S3 endpoint")):
+        if area in areas and (why := importlib.import_module(f"bench.{area}").unavailable()):
+            areas.remove(area)
+            report.rows.append(skipped(area, what, f"not measured: {why}"))
     ok = True
-    level1 = [a for a in areas if a != "level2"]
+    level1 = [a for a in areas if a not in OWN_PLATFORM]
     if NEEDS_PLATFORM & set(level1):
         print("starting the platform (Level 1) ...", flush=True)
         try:
@@ -126,6 +130,9 @@ def run_areas(args: argparse.Namespace, report: Report, root: Path) -> bool:
     if "level2" in areas:
         print("starting the platform on Ray (Level 2) ...", flush=True)
         ok &= _run_area("level2", ctx, report)
+    if "level3" in areas:
+        print("starting an S3 endpoint and the platform on it (Level 3) ...", flush=True)
+        ok &= _run_area("level3", ctx, report)
     return ok
 
 

@@ -34,6 +34,10 @@ from serverkit.ray_runtime import RayConnection, lake_env
 
 log = logging.getLogger(__name__)
 
+# Serve's default (5) queues the rest of the requests in the proxy, so the model server's
+# batcher never sees more than 5 at once; it batches whatever is in flight instead.
+MAX_ONGOING_REQUESTS = 256
+
 _GONE = (ApplicationStatus.NOT_STARTED, ApplicationStatus.DELETING)
 
 
@@ -103,6 +107,10 @@ def model_application(service: Service, log_path: Path, replicas: Replicas) -> A
         ray_actor_options=actor_options,
         # A model that cannot load will not load on a retry either: fail after one try.
         max_constructor_retry_count=1,
+        max_ongoing_requests=MAX_ONGOING_REQUESTS,
+        # Serve's access log writes (and flushes) a line per request in the replica; the
+        # model server's /metrics already counts requests per route and status.
+        logging_config={"enable_access_log": False},
     )
     if replicas.per_node:
         deployment = deployment.options(  # type: ignore[attr-defined]  # a Deployment
