@@ -53,6 +53,7 @@ _TASKS = TypeAdapter(list[Task])
 _INDEXES = TypeAdapter(list[IndexInfo])
 _MODEL_VERSIONS = TypeAdapter(list[ModelVersion])
 _TAGS = TypeAdapter(list[Tag])
+SEARCH_BY_INPUT_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,10 @@ class DataPlatformClient:
         await self._streams.aclose()
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        timeout = self._reads if method == "GET" else self._writes
+    async def _call(
+        self, method: str, path: str, timeout: httpx.Timeout | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        timeout = timeout or (self._reads if method == "GET" else self._writes)
         try:
             response = await self._http.request(method, path, timeout=timeout, **kwargs)
         except httpx.HTTPError as exc:
@@ -232,8 +235,12 @@ class DataPlatformClient:
     # search, lineage, reproduce
     async def search(self, name: str, req: SearchCreate) -> SearchResult:
         body = req.model_dump(mode="json", exclude_none=True)
+        # A query by input may be the one that loads torch and the model in the Data
+        # Platform (unless warmed): seconds, more on busy cores. A vector query is fast.
+        deadline = max(self.deadlines.write, SEARCH_BY_INPUT_SECONDS) if req.input else None
+        timeout = httpx.Timeout(deadline, connect=self.deadlines.connect) if deadline else None
         return await self._record(
-            SearchResult, "POST", f"/api/v1/datasets/{name}/search", json=body
+            SearchResult, "POST", f"/api/v1/datasets/{name}/search", json=body, timeout=timeout
         )
 
     async def build_index(self, name: str, req: IndexCreate) -> IndexInfo:
