@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
-from data_platform import builtins, provenance, recovery
+from data_platform import builtins, provenance, recovery, search
 from data_platform.execution import MEMORY, Execution, Executor, RunSpec
 from data_platform.retries import RetryingSupervisor, retry_after_restart
 from data_platform.settings import DataPlatformSettings
@@ -395,6 +395,7 @@ class TaskManager:
         with self._cond:
             self._tasks[task_id] = updated
             self._cond.notify_all()
+        search.warm_after(self.lake, updated)  # in the background: the first search is quick
         return updated
 
     # -- state ---------------------------------------------------------------------------

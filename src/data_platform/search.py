@@ -17,6 +17,7 @@ import base64
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -24,10 +25,19 @@ import lance
 import numpy as np
 import pyarrow as pa
 
+from data_platform.builtins import BATCH_INFERENCE
 from data_platform.store import Lake
 from lakeapi.errors import DatasetNotFound, InvalidRequest, PlatformError, VersionNotFound
-from lakeapi.names import Ref, split_at
-from lakeapi.schemas import IndexCreate, IndexInfo, SearchCreate, SearchHit, SearchResult
+from lakeapi.names import Ref, parse_ref, split_at
+from lakeapi.schemas import (
+    IndexCreate,
+    IndexInfo,
+    SearchCreate,
+    SearchHit,
+    SearchResult,
+    Task,
+    TaskStatus,
+)
 
 # lakekit.embedding's default layer, and lakekit.batch_inference's field metadata keys (both
 # modules import torch, which a search by vector never needs).
@@ -277,6 +287,29 @@ class Searcher:
             )
             for i in ds.describe_indices()
         ]
+
+
+_searchers: weakref.WeakKeyDictionary[Lake, Searcher] = weakref.WeakKeyDictionary()
+_searchers_lock = threading.Lock()
+
+
+def searcher_of(lake: Lake) -> Searcher:
+    """The lake's one Searcher: the routes and the task manager share its caches."""
+    with _searchers_lock:
+        found = _searchers.get(lake)
+        if found is None:
+            found = _searchers[lake] = Searcher(lake)
+        return found
+
+
+def warm_after(lake: Lake, task: Task) -> None:
+    """Once a batch inference wrote its embeddings, load its model for the queries to come."""
+    try:
+        parsed = parse_ref(task.output)
+        if task.kind == BATCH_INFERENCE and task.status is TaskStatus.COMPLETED and parsed:
+            searcher_of(lake).warm(parsed.name)
+    except Exception:  # a warm-up never fails the task that completed
+        log.exception("%s: warming its model for search failed", task.id)
 
 
 def _vector_field(ds: lance.LanceDataset, column: str) -> pa.Field:
