@@ -54,6 +54,7 @@ _INDEXES = TypeAdapter(list[IndexInfo])
 _MODEL_VERSIONS = TypeAdapter(list[ModelVersion])
 _TAGS = TypeAdapter(list[Tag])
 SEARCH_BY_INPUT_SECONDS = 120.0
+INDEX_BUILD_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,12 @@ class DataPlatformClient:
 
     async def build_index(self, name: str, req: IndexCreate) -> IndexInfo:
         body = req.model_dump(mode="json", exclude_none=True)
-        return await self._record(IndexInfo, "POST", f"/api/v1/datasets/{name}/indexes", json=body)
+        # The answer comes once the index is trained and committed: tens of seconds for 70k
+        # rows on busy cores, more for larger tables.
+        deadline = max(self.deadlines.write, INDEX_BUILD_SECONDS)
+        timeout = httpx.Timeout(deadline, connect=self.deadlines.connect)
+        path = f"/api/v1/datasets/{name}/indexes"
+        return await self._record(IndexInfo, "POST", path, json=body, timeout=timeout)
 
     async def list_indexes(self, name: str) -> list[IndexInfo]:
         return await self._records(_INDEXES, f"/api/v1/datasets/{name}/indexes")

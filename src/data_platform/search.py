@@ -249,7 +249,9 @@ class Searcher:
         """
         if "@" in name:
             raise InvalidRequest("an index is built on the latest version: name no version")
-        ds = self._open(name)
+        # A dataset object of its own: create_index holds it (mutably) for the whole build,
+        # and a search on a shared object meanwhile would fail ("already borrowed").
+        ds = self._first_open(self.lake.path_of("datasets", name), name, None)
         field = _vector_field(ds, req.column)
         rows = ds.count_rows()
         partitions = req.num_partitions or max(1, min(MAX_PARTITIONS, int(np.sqrt(rows) / 2)))
