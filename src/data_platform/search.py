@@ -59,6 +59,7 @@ class Searcher:
         self._models: OrderedDict[tuple[str, int | None, str | None], Any] = OrderedDict()
         self._datasets: OrderedDict[tuple[str, int | None], lance.LanceDataset] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
 
     def _open(self, ref: str) -> lance.LanceDataset:
         """``NAME`` at its latest version, ``NAME@V`` or ``NAME@tag``, opened once and kept.
@@ -206,11 +207,17 @@ class Searcher:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-        embedder = EmbeddingModel(path, key[1], layer, "cpu", self.lake.storage_options)
-        with self._lock:
-            self._models[key] = embedder
-            while len(self._models) > MODEL_CACHE:
-                self._models.popitem(last=False)
+        # One load at a time: torch.export.load is not thread-safe ("_CURRENT_DESERIALIZER is
+        # already set"), and a query arriving during a warm-up then waits for it, then finds it.
+        with self._loading:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            embedder = EmbeddingModel(path, key[1], layer, "cpu", self.lake.storage_options)
+            with self._lock:
+                self._models[key] = embedder
+                while len(self._models) > MODEL_CACHE:
+                    self._models.popitem(last=False)
         return embedder
 
     def warm(self, name: str, column: str = "embedding") -> threading.Thread | None:
