@@ -53,6 +53,8 @@ _TASKS = TypeAdapter(list[Task])
 _INDEXES = TypeAdapter(list[IndexInfo])
 _MODEL_VERSIONS = TypeAdapter(list[ModelVersion])
 _TAGS = TypeAdapter(list[Tag])
+SEARCH_BY_INPUT_SECONDS = 120.0
+INDEX_BUILD_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,10 @@ class DataPlatformClient:
         await self._streams.aclose()
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        timeout = self._reads if method == "GET" else self._writes
+    async def _call(
+        self, method: str, path: str, timeout: httpx.Timeout | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        timeout = timeout or (self._reads if method == "GET" else self._writes)
         try:
             response = await self._http.request(method, path, timeout=timeout, **kwargs)
         except httpx.HTTPError as exc:
@@ -232,13 +236,22 @@ class DataPlatformClient:
     # search, lineage, reproduce
     async def search(self, name: str, req: SearchCreate) -> SearchResult:
         body = req.model_dump(mode="json", exclude_none=True)
+        # A query by input may be the one that loads torch and the model in the Data
+        # Platform (unless warmed): seconds, more on busy cores. A vector query is fast.
+        deadline = max(self.deadlines.write, SEARCH_BY_INPUT_SECONDS) if req.input else None
+        timeout = httpx.Timeout(deadline, connect=self.deadlines.connect) if deadline else None
         return await self._record(
-            SearchResult, "POST", f"/api/v1/datasets/{name}/search", json=body
+            SearchResult, "POST", f"/api/v1/datasets/{name}/search", json=body, timeout=timeout
         )
 
     async def build_index(self, name: str, req: IndexCreate) -> IndexInfo:
         body = req.model_dump(mode="json", exclude_none=True)
-        return await self._record(IndexInfo, "POST", f"/api/v1/datasets/{name}/indexes", json=body)
+        # The answer comes once the index is trained and committed: tens of seconds for 70k
+        # rows on busy cores, more for larger tables.
+        deadline = max(self.deadlines.write, INDEX_BUILD_SECONDS)
+        timeout = httpx.Timeout(deadline, connect=self.deadlines.connect)
+        path = f"/api/v1/datasets/{name}/indexes"
+        return await self._record(IndexInfo, "POST", path, json=body, timeout=timeout)
 
     async def list_indexes(self, name: str) -> list[IndexInfo]:
         return await self._records(_INDEXES, f"/api/v1/datasets/{name}/indexes")

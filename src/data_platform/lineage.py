@@ -14,7 +14,14 @@ from typing import Any
 from data_platform import provenance
 from data_platform.manager import TaskManager
 from data_platform.store import Lake
-from lakeapi.errors import Conflict, InvalidRequest, PlatformError
+from lakeapi.errors import (
+    Conflict,
+    DatasetNotFound,
+    InvalidRequest,
+    PlatformError,
+    VersionNotFound,
+)
+from lakeapi.names import Ref
 from lakeapi.schemas import (
     Lineage,
     Model,
@@ -125,7 +132,7 @@ def reproduce(manager: TaskManager, lake: Lake, name: str, req: ReproduceCreate)
         ModelNotFound: no such model.
         LakeConflict: ``lineage_missing`` (no training task or dataset version recorded),
             ``script_changed`` (its sha256 differs, or was not recorded; unless
-            ``use_current_script``), ``dataset_changed`` (that version cannot be named yet).
+            ``use_current_script``), ``dataset_changed`` (that dataset version is gone).
     """
     lin = lineage(manager, lake, name)
     training = lin.training
@@ -172,24 +179,21 @@ def reproduce(manager: TaskManager, lake: Lake, name: str, req: ReproduceCreate)
 
 
 def _pinned(lake: Lake, dataset: str, version: int) -> str:
-    """The input that names exactly ``version`` of the dataset.
+    """The input that names exactly ``version`` of the dataset (``datasets/NAME@V``).
 
-    Version references (``datasets/NAME@12``) are parsed by the lake once it takes them;
-    until then the plain name is exact only while the dataset is still at that version.
+    Raises:
+        LakeConflict: ``DATASET_CHANGED``: that version (or the dataset) is gone, e.g.
+            removed by housekeeping; the rows the model was trained on cannot be read.
     """
-    pinned = f"datasets/{dataset}@{version}"
     try:
-        if lake.parse_ref(pinned) is not None:
-            return pinned
-    except InvalidRequest:
-        pass
-    if lake.version_of(lake.path_of("datasets", dataset)) == version:
-        return f"datasets/{dataset}"
-    raise LakeConflict(
-        f"datasets/{dataset} moved past version {version}, and this lake cannot name an "
-        "older version as a task input yet",
-        code="DATASET_CHANGED",
-    )
+        lake.resolve(Ref("datasets", dataset, version=version))
+    except (VersionNotFound, DatasetNotFound):
+        raise LakeConflict(
+            f"datasets/{dataset} version {version}, which the model was trained on, no longer "
+            "exists (deleted, or removed by housekeeping): it cannot be reproduced exactly",
+            code="DATASET_CHANGED",
+        ) from None
+    return f"datasets/{dataset}@{version}"
 
 
 def reproduction(manager: TaskManager, lake: Lake, name: str, task_id: str) -> Reproduction:

@@ -21,9 +21,9 @@ from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
-from data_platform import builtins, provenance, recovery
+from data_platform import builtins, provenance, recovery, search
 from data_platform.execution import MEMORY, Execution, Executor, RunSpec
-from data_platform.retries import RetryingSupervisor
+from data_platform.retries import RetryingSupervisor, retry_after_restart
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
 from data_platform.submission import Resolver
@@ -187,6 +187,11 @@ class TaskManager:
         if undo:
             message += f"; output {undo}"
         error = TaskError(reason=FailureReason.INTERRUPTED, message=message)
+        attempts = retry_after_restart(task, error)
+        if attempts is not None:  # still RUNNING: its retrying supervisor keeps the record
+            self._update(task.id, persist=True, attempts=attempts)
+            self._queue.append(task.id)
+            return "queued again to retry"
         self._move(task.id, TaskStatus.FAILED, error=error)
         return "interrupted"
 
@@ -396,6 +401,7 @@ class TaskManager:
         with self._cond:
             self._tasks[task_id] = updated
             self._cond.notify_all()
+        search.warm_after(self.lake, updated)  # in the background: the first search is quick
         return updated
 
     # -- state ---------------------------------------------------------------------------
@@ -494,7 +500,8 @@ class TaskManager:
             supervisor.run()
         finally:
             with self._cond:
-                if not self._tasks[supervisor.task_id].status.is_terminal():
+                left = isinstance(supervisor, RetryingSupervisor) and supervisor.left_running
+                if not left and not self._tasks[supervisor.task_id].status.is_terminal():
                     # The supervisor could not even record the end: never leave it running.
                     error = TaskError(reason=FailureReason.CRASHED, message="supervisor failed")
                     self._move(supervisor.task_id, TaskStatus.FAILED, error=error)

@@ -2,8 +2,11 @@
 again after a backoff, while the record stays RUNNING and lists the failed attempts.
 
 A :class:`RetryingSupervisor` is a :class:`Supervisor` whose records hold back the FAILED end
-of an attempt that may be retried; what the task was stopped for (a cancel, a shutdown, a
-refused start) is never retried.
+of an attempt that may be retried; what the task was stopped for (a cancel, a refused start,
+a shutdown during the backoff) is never retried. An attempt that a restart of the Data
+Platform interrupted (a crash, or a shutdown: its record is then left running) is retried
+after it when retries are left (``retry_after_restart``): that attempt is recorded, its output
+rolled back, and the task queued again.
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ RETRYABLE = frozenset(
     }
 )
 MAX_BACKOFF_SECONDS = 600.0
+
+
+def retry_after_restart(task: Task, error: TaskError) -> list[Attempt] | None:
+    """The attempts of a task a restart interrupted (its output already rolled back), with
+    that attempt recorded, when it has retries left; None when it ends here."""
+    if len(task.attempts) >= task.retries:
+        return None
+    return [*task.attempts, Attempt(attempt=len(task.attempts) + 1, error=error)]
 
 
 class _Attempts:
@@ -59,6 +70,12 @@ class _Attempts:
             self.held = error
             assert self.task is not None
             return self.task
+        if status is TaskStatus.FAILED and error is not None and self.owner.resumes(error):
+            # Left RUNNING (output rolled back): the next start records this attempt as
+            # interrupted and queues the task again, as after a crash.
+            assert self.task is not None
+            self.owner.left_running = True
+            return self.task
         return self.records.finish(task_id, status, attempts=self.attempts, **changes)
 
 
@@ -76,9 +93,12 @@ class RetryingSupervisor(Supervisor):
         execution: Execution | None = None,
     ) -> None:
         self._attempts = _Attempts(records, self)
+        self.left_running = False  # stopped by a shutdown, to be retried after the restart
         self._attempts.attempts = list(task.attempts)
-        if execution is not None:
-            self._attempts.task = task  # reattached: already RUNNING
+        if execution is not None or task.status is TaskStatus.RUNNING:
+            # Reattached, or queued again after a restart (retry_after_restart): the record
+            # is RUNNING already and stays so.
+            self._attempts.task = task
         super().__init__(task, spec, executor, lake, self._attempts, limits, execution)
 
     def may_retry(self, error: TaskError) -> bool:
@@ -86,6 +106,16 @@ class RetryingSupervisor(Supervisor):
             error.reason in RETRYABLE
             and len(self._attempts.attempts) < self.task.retries
             and not self._stop.is_set()
+        )
+
+    def resumes(self, error: TaskError) -> bool:
+        """An attempt stopped by the Data Platform's shutdown (not a wait to retry: that
+        attempt's record would be lost) with retries left: retried after the restart."""
+        return (
+            self._shutdown
+            and self._attempts.held is None
+            and error.reason is FailureReason.INTERRUPTED
+            and len(self._attempts.attempts) < self.task.retries
         )
 
     def run(self) -> None:

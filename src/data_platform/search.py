@@ -3,15 +3,21 @@
 A query is a vector, a row's own vector (``row_id``), or an input that a model version turns
 into an embedding the way batch inference did (same layer, same preprocessing). Without an
 index the search is an exact flat scan; once ``build_index`` made one on the column, Lance's
-IVF index answers (``nprobes``, ``refine_factor`` tune it). The lake's own dataset is opened
-at its latest version on each query: a new version (more columns, an index) is seen at once.
+IVF index answers (``nprobes``, ``refine_factor`` tune it).
+
+Opened datasets are kept (their index and metadata caches make a query cheap): a dataset named
+plainly is checked for a newer version on each query (one small read), so a new version (more
+columns, an index) is seen at once; ``NAME@V`` searches that exact version, ``NAME@tag`` the
+version the tag names now.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -19,12 +25,30 @@ import lance
 import numpy as np
 import pyarrow as pa
 
+from data_platform.builtins import BATCH_INFERENCE
 from data_platform.store import Lake
-from lakeapi.errors import DatasetNotFound, InvalidRequest
-from lakeapi.schemas import IndexCreate, IndexInfo, SearchCreate, SearchHit, SearchResult
+from lakeapi.errors import DatasetNotFound, InvalidRequest, PlatformError, VersionNotFound
+from lakeapi.names import Ref, parse_ref, split_at
+from lakeapi.schemas import (
+    IndexCreate,
+    IndexInfo,
+    SearchCreate,
+    SearchHit,
+    SearchResult,
+    Task,
+    TaskStatus,
+)
+
+# lakekit.embedding's default layer, and lakekit.batch_inference's field metadata keys (both
+# modules import torch, which a search by vector never needs).
+PENULTIMATE = "penultimate"
+MODEL_KEY, VERSION_KEY, LAYER_KEY = b"lakeops:model", b"lakeops:model_version", b"lakeops:layer"
 
 MODEL_CACHE = 4  # loaded embedding models kept, by (path, version, layer)
+DATASET_CACHE = 8  # opened datasets kept, by (uri, version or None for the latest)
 MAX_PARTITIONS = 256
+
+log = logging.getLogger(__name__)
 
 
 class Searcher:
@@ -33,16 +57,53 @@ class Searcher:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self._models: OrderedDict[tuple[str, int | None, str | None], Any] = OrderedDict()
+        self._datasets: OrderedDict[tuple[str, int | None], lance.LanceDataset] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
 
-    def _open(self, name: str) -> lance.LanceDataset:
+    def _open(self, ref: str) -> lance.LanceDataset:
+        """``NAME`` at its latest version, ``NAME@V`` or ``NAME@tag``, opened once and kept.
+
+        Raises:
+            DatasetNotFound, VersionNotFound, TagNotFound.
+        """
+        name, at = split_at(ref, "dataset id")
+        uri = self.lake.path_of("datasets", name)
+        if isinstance(at, str):  # tags move: where it points now
+            at = self.lake.resolve(Ref("datasets", name, tag=at))
+        key = (uri, at)
+        with self._lock:
+            ds = self._datasets.get(key)
+            if ds is not None:
+                self._datasets.move_to_end(key)
+        try:
+            if ds is None:
+                ds = self._first_open(uri, name, at)
+            elif at is None:
+                latest = ds.latest_version
+                if latest != ds.version:
+                    ds = ds.checkout_version(latest)  # keeps the session: its caches
+        except (ValueError, OSError) as exc:
+            with self._lock:
+                self._datasets.pop(key, None)
+            raise DatasetNotFound(f"Dataset '{name}' does not exist") from exc
+        with self._lock:
+            self._datasets[key] = ds
+            while len(self._datasets) > DATASET_CACHE:
+                self._datasets.popitem(last=False)
+        return ds
+
+    def _first_open(self, uri: str, name: str, version: int | None) -> lance.LanceDataset:
+        if version is not None:
+            self.lake.resolve(Ref("datasets", name, version=version))  # the 404 if none
         try:
             return lance.dataset(
-                self.lake.path_of("datasets", name),
-                storage_options=self.lake.storage_options or None,
+                uri, version=version, storage_options=self.lake.storage_options or None
             )
         except (ValueError, OSError) as exc:
-            raise DatasetNotFound(f"Dataset '{name}' does not exist") from exc
+            if version is None:
+                raise DatasetNotFound(f"Dataset '{name}' does not exist") from exc
+            raise VersionNotFound(f"Dataset '{name}' has no version {version}") from exc
 
     # -- search --------------------------------------------------------------------------
 
@@ -141,17 +202,48 @@ class Searcher:
         from lakekit.embedding import EmbeddingModel  # torch: only once a query embeds
 
         # Keyed by the exact version: a model retrained meanwhile is loaded anew.
-        key = (path, version or self.lake.version_of(path), layer)
+        key = (path, version or self.lake.version_of(path), layer or PENULTIMATE)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-        embedder = EmbeddingModel(path, version, layer, "cpu", self.lake.storage_options)
-        with self._lock:
-            self._models[key] = embedder
-            while len(self._models) > MODEL_CACHE:
-                self._models.popitem(last=False)
+        # One load at a time: torch.export.load is not thread-safe ("_CURRENT_DESERIALIZER is
+        # already set"), and a query arriving during a warm-up then waits for it, then finds it.
+        with self._loading:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            embedder = EmbeddingModel(path, key[1], layer, "cpu", self.lake.storage_options)
+            with self._lock:
+                self._models[key] = embedder
+                while len(self._models) > MODEL_CACHE:
+                    self._models.popitem(last=False)
         return embedder
+
+    def warm(self, name: str, column: str = "embedding") -> threading.Thread | None:
+        """Load, in the background, the model that wrote ``column`` (its field metadata names
+        it), so the first query that embeds an input does not pay for torch and the model.
+
+        Returns the loading thread, or None when the column names no model of this lake.
+        """
+        try:
+            meta = self._open(name).schema.field(column).metadata or {}
+            model = meta[MODEL_KEY].decode()
+            version = int(meta[VERSION_KEY])
+            layer = meta.get(LAYER_KEY, PENULTIMATE.encode()).decode()
+            path = self.lake.path_of("models", model)
+        except (KeyError, ValueError, PlatformError):
+            return None
+
+        def load() -> None:
+            try:
+                self._embedder(path, version, layer)
+            except (PlatformError, ValueError, OSError) as exc:  # the query will say why
+                log.info("warming %s version %d: %s", model, version, exc)
+
+        thread = threading.Thread(target=load, name=f"warm-{model}", daemon=True)
+        thread.start()
+        return thread
 
     # -- indexes -------------------------------------------------------------------------
 
@@ -162,7 +254,11 @@ class Searcher:
             DatasetNotFound: no such dataset.
             InvalidRequest: not a vector column, or too few rows to train the index.
         """
-        ds = self._open(name)
+        if "@" in name:
+            raise InvalidRequest("an index is built on the latest version: name no version")
+        # A dataset object of its own: create_index holds it (mutably) for the whole build,
+        # and a search on a shared object meanwhile would fail ("already borrowed").
+        ds = self._first_open(self.lake.path_of("datasets", name), name, None)
         field = _vector_field(ds, req.column)
         rows = ds.count_rows()
         partitions = req.num_partitions or max(1, min(MAX_PARTITIONS, int(np.sqrt(rows) / 2)))
@@ -181,6 +277,7 @@ class Searcher:
             )
         except (ValueError, OSError) as exc:
             raise InvalidRequest(f"cannot build a {req.index_type} index: {exc}") from None
+        self.warm(name, req.column)
         return IndexInfo(
             name=f"{req.column}_idx",
             column=req.column,
@@ -199,6 +296,29 @@ class Searcher:
             )
             for i in ds.describe_indices()
         ]
+
+
+_searchers: weakref.WeakKeyDictionary[Lake, Searcher] = weakref.WeakKeyDictionary()
+_searchers_lock = threading.Lock()
+
+
+def searcher_of(lake: Lake) -> Searcher:
+    """The lake's one Searcher: the routes and the task manager share its caches."""
+    with _searchers_lock:
+        found = _searchers.get(lake)
+        if found is None:
+            found = _searchers[lake] = Searcher(lake)
+        return found
+
+
+def warm_after(lake: Lake, task: Task) -> None:
+    """Once a batch inference wrote its embeddings, load its model for the queries to come."""
+    try:
+        parsed = parse_ref(task.output)
+        if task.kind == BATCH_INFERENCE and task.status is TaskStatus.COMPLETED and parsed:
+            searcher_of(lake).warm(parsed.name)
+    except Exception:  # a warm-up never fails the task that completed
+        log.exception("%s: warming its model for search failed", task.id)
 
 
 def _vector_field(ds: lance.LanceDataset, column: str) -> pa.Field:

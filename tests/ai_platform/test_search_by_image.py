@@ -49,7 +49,7 @@ def embedded(api: httpx.Client, servers: PlatformServers) -> dict:
             "name": "cnn",
             "input": "mnist",
             "script": "training/mnist_cnn.py",
-            "params": {"epochs": 1, "seed": 1, "limit": 30000, "threads": 1},
+            "params": {"epochs": 1, "seed": 1, "limit": 30000, "threads": 2},
             "output": "cnn",
         },
     )
@@ -126,4 +126,21 @@ def test_lineage_and_batch_inference_records_through_the_ai_platform(api, embedd
     r = api.get(f"/api/v1/batch-inference-tasks/{lin['training']['id']}")
     assert_error(r, 404, "TASK_NOT_FOUND")
     r = api.post("/api/v1/batch-inference-tasks", json={"model": "cnn"})
+    assert_error(r, 400, "INVALID_REQUEST")
+
+
+def test_search_names_an_exact_version(api, embedded):
+    latest = api.post("/api/v1/datasets/mnist/search", json={"row_id": 0, "k": 3})
+    assert latest.status_code == 200, latest.text
+    version = latest.json()["dataset_version"]
+    vector = [0.0] * 128
+    pinned = api.post(f"/api/v1/datasets/mnist@{version}/search", json={"vector": vector})
+    assert pinned.status_code == 200, pinned.text
+    assert pinned.json()["dataset_version"] == version
+    # Version 1 is the dataset before the batch inference added its embedding column.
+    r = api.post("/api/v1/datasets/mnist@1/search", json={"vector": vector})
+    assert "no column 'embedding'" in assert_error(r, 400, "INVALID_REQUEST")["message"]
+    r = api.post("/api/v1/datasets/mnist@999/search", json={"vector": vector})
+    assert_error(r, 404, "VERSION_NOT_FOUND")
+    r = api.post("/api/v1/datasets/mnist@1/indexes", json={"index_type": "IVF_PQ"})
     assert_error(r, 400, "INVALID_REQUEST")

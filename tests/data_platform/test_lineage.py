@@ -55,27 +55,39 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def scripts(tmp_path: Path) -> Path:
-    root = tmp_path / "scripts"
-    root.mkdir()
-    (root / "ingest.py").write_text(textwrap.dedent(INGEST))
-    (root / "train.py").write_text(textwrap.dedent(TRAIN))
+# One Data Platform serves the module: a server start and each task's torch import cost
+# seconds on 2 busy cores. A test that changes a model or a script builds its own chain
+# (its own names), so the shared one stays as the read-only tests expect it.
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lineage")
+    (root / "data").mkdir()
     return root
 
 
-@pytest.fixture
-def raw(dp_root: Path) -> Path:
-    folder = dp_root / "data" / "raw"
+@pytest.fixture(scope="module")
+def scripts(root: Path) -> Path:
+    folder = root / "scripts"
+    folder.mkdir()
+    (folder / "ingest.py").write_text(textwrap.dedent(INGEST))
+    (folder / "train.py").write_text(textwrap.dedent(TRAIN))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def raw(root: Path) -> Path:
+    folder = root / "data" / "raw"
     folder.mkdir()
     (folder / "a.csv").write_text("x,label\n1.0,0\n2.0,1\n")
     (folder / "b.csv").write_text("x,label\n3.0,0\n6.0,1\n")
     return folder
 
 
-@pytest.fixture
-def dp(dp_root: Path, scripts: Path) -> Iterator[httpx.Client]:
-    server = Server("data_platform", dp_env(dp_root, scripts), "DP_PORT", dp_root / "dp.log")
+@pytest.fixture(scope="module")
+def dp(root: Path, scripts: Path) -> Iterator[httpx.Client]:
+    server = Server("data_platform", dp_env(root, scripts), "DP_PORT", root / "dp.log")
     server.start()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -97,24 +109,51 @@ def run_task(dp: httpx.Client, **body) -> dict:
     return task
 
 
-@pytest.fixture
-def trained(dp: httpx.Client, raw: Path) -> tuple[dict, dict]:
-    ingest = run_task(
-        dp, kind="ingestion", script="ingest.py", input="raw", output="datasets/points"
+def ingest(dp: httpx.Client, dataset: str, mode: str = "create") -> dict:
+    """The raw files into ``datasets/DATASET`` (``mode``: Lance's write mode)."""
+    return run_task(
+        dp,
+        kind="ingestion",
+        script="ingest.py",
+        input="raw",
+        output=f"datasets/{dataset}",
+        params={"mode": mode},
     )
+
+
+def chain(
+    dp: httpx.Client, dataset: str, model: str, script: str = "train.py"
+) -> tuple[dict, dict]:
+    """Raw files -> ingestion -> ``datasets/DATASET`` -> training -> ``models/MODEL``."""
+    ingest_task = ingest(dp, dataset)
     train = run_task(
         dp,
         kind="training",
-        script="train.py",
-        input="datasets/points",
-        output="models/m",
+        script=script,
+        input=f"datasets/{dataset}",
+        output=f"models/{model}",
         params={"seed": 3, "scale": 2.0},
     )
-    return ingest, train
+    return ingest_task, train
+
+
+@pytest.fixture(scope="module")
+def trained(dp: httpx.Client, raw: Path) -> tuple[dict, dict]:
+    return chain(dp, "points", "m")
+
+
+def wait_reproduction(dp: httpx.Client, model: str, task_id: str) -> dict:
+    def finished() -> dict | None:
+        got = dp.get(f"/api/v1/models/{model}/reproductions/{task_id}").json()
+        return got if got["task"]["status"] in ("completed", "failed") else None
+
+    done = wait_until(finished, 90, interval=0.1)
+    assert done["task"]["status"] == "completed", done["task"]["error"]
+    return done
 
 
 def test_lineage_goes_from_the_model_version_to_the_raw_files(dp, trained, scripts, raw):
-    ingest, train = trained
+    first, train = trained
     r = dp.get("/api/v1/models/m/lineage")
     assert r.status_code == 200, r.text
     lin = r.json()
@@ -127,7 +166,7 @@ def test_lineage_goes_from_the_model_version_to_the_raw_files(dp, trained, scrip
     assert lin["training"]["input_version"] == 1
     assert lin["dataset"] == "points" and lin["dataset_version"] == 1
     (producer,) = lin["producers"]
-    assert producer["id"] == ingest["id"] and producer["script"] == "ingest.py"
+    assert producer["id"] == first["id"] and producer["script"] == "ingest.py"
     assert producer["script_sha256"] == sha256(scripts / "ingest.py")
     assert producer["input_checksums"] == {
         "a.csv": sha256(raw / "a.csv"),
@@ -137,22 +176,15 @@ def test_lineage_goes_from_the_model_version_to_the_raw_files(dp, trained, scrip
 
 
 def test_lineage_follows_every_writer_of_the_dataset_version(dp, trained):
-    ingest, _ = trained
-    append = run_task(
-        dp,
-        kind="ingestion",
-        script="ingest.py",
-        input="raw",
-        output="datasets/points",
-        params={"mode": "append"},
-    )
+    first, _ = trained
+    append = ingest(dp, "points", "append")
     run_task(dp, kind="training", script="train.py", input="datasets/points", output="models/m2")
     lin = dp.get("/api/v1/models/m2/lineage").json()
     assert lin["dataset_version"] == 2
-    assert [p["id"] for p in lin["producers"]] == [append["id"], ingest["id"]]
+    assert [p["id"] for p in lin["producers"]] == [append["id"], first["id"]]
     # The first model still points at the version it was trained on.
     assert [p["id"] for p in dp.get("/api/v1/models/m/lineage").json()["producers"]] == [
-        ingest["id"]
+        first["id"]
     ]
 
 
@@ -160,52 +192,56 @@ def test_lineage_of_an_unknown_model_is_404(dp):
     assert_error(dp.get("/api/v1/models/nope/lineage"), 404, "MODEL_NOT_FOUND")
 
 
-def test_reproduce_retrains_into_a_new_version_and_compares_metrics(dp, trained):
-    r = dp.post("/api/v1/models/m/reproduce", json={})
+def test_reproduce_retrains_into_a_new_version_and_compares_metrics(dp, raw):
+    chain(dp, "points_r", "m_r")
+    r = dp.post("/api/v1/models/m_r/reproduce", json={})
     assert r.status_code == 201, r.text
     rep = r.json()
     assert rep["original_version"] == 1 and rep["dataset_version"] == 1
     assert rep["script_changed"] is False and rep["original_metrics"]["mean"] == 6.0
     task = rep["task"]
     assert task["script"] == "train.py" and task["params"] == {"seed": 3, "scale": 2.0}
-
-    def finished() -> dict | None:
-        got = dp.get(f"/api/v1/models/m/reproductions/{task['id']}").json()
-        return got if got["task"]["status"] in ("completed", "failed") else None
-
-    done = wait_until(finished, 90, interval=0.1)
-    assert done["task"]["status"] == "completed", done["task"]["error"]
+    done = wait_reproduction(dp, "m_r", task["id"])
     assert done["new_version"] == 2 and done["original_version"] == 1
     assert done["new_metrics"]["mean"] == done["original_metrics"]["mean"] == 6.0
     assert done["differences"] == {"mean": 0.0, "rows": 0.0}
-    assert dp.get("/api/v1/models/m").json()["version"] == 2
+    assert dp.get("/api/v1/models/m_r").json()["version"] == 2
 
 
-def test_reproduce_refuses_a_changed_script_unless_asked(dp, trained, scripts):
-    with open(scripts / "train.py", "a") as fh:
+def test_reproduce_refuses_a_changed_script_unless_asked(dp, raw, scripts):
+    (scripts / "train_s.py").write_text(textwrap.dedent(TRAIN))
+    chain(dp, "points_s", "m_s", script="train_s.py")
+    with open(scripts / "train_s.py", "a") as fh:
         fh.write("\n# edited after training\n")
-    r = dp.post("/api/v1/models/m/reproduce", json={})
+    r = dp.post("/api/v1/models/m_s/reproduce", json={})
     assert "changed" in assert_error(r, 409, "SCRIPT_CHANGED")["message"]
-    r = dp.post("/api/v1/models/m/reproduce", json={"use_current_script": True})
+    r = dp.post("/api/v1/models/m_s/reproduce", json={"use_current_script": True})
     assert r.status_code == 201, r.text
     assert r.json()["script_changed"] is True
-    assert r.json()["task"]["script_sha256"] == sha256(scripts / "train.py")
+    assert r.json()["task"]["script_sha256"] == sha256(scripts / "train_s.py")
+    wait_reproduction(dp, "m_s", r.json()["task"]["id"])  # no task left running
 
 
-def test_reproduce_needs_the_exact_dataset_version(dp, trained):
-    run_task(
-        dp,
-        kind="ingestion",
-        script="ingest.py",
-        input="raw",
-        output="datasets/points",
-        params={"mode": "append"},
-    )
-    r = dp.post("/api/v1/models/m/reproduce", json={})
-    if r.status_code == 201:  # the lake names versions as inputs (datasets/NAME@1)
-        assert r.json()["task"]["input"] == "datasets/points@1"
-    else:
-        assert "version 1" in assert_error(r, 409, "DATASET_CHANGED")["message"]
+def test_reproduce_reads_the_exact_dataset_version_then_409_once_it_is_gone(dp, raw):
+    chain(dp, "points_o", "m_o")
+    overwrite = ingest(dp, "points_o", "overwrite")
+    ingest(dp, "points_o", "append")
+    # The latest version now holds the rows twice; version 1 still holds them once.
+    assert overwrite["output_version"] == 2
+    assert dp.get("/api/v1/datasets/points_o").json()["num_rows"] == 8
+    r = dp.post("/api/v1/models/m_o/reproduce", json={})
+    assert r.status_code == 201, r.text
+    assert r.json()["task"]["input"] == "datasets/points_o@1"
+    assert r.json()["dataset_version"] == 1
+    done = wait_reproduction(dp, "m_o", r.json()["task"]["id"])
+    assert done["task"]["input_version"] == 1
+    assert done["new_metrics"]["rows"] == done["original_metrics"]["rows"] == 4
+    assert done["differences"] == {"mean": 0.0, "rows": 0.0}
+    # Once that version is gone (here the dataset is deleted), reproducing is refused.
+    assert dp.delete("/api/v1/datasets/points_o", params={"force": "true"}).status_code == 204
+    r = dp.post("/api/v1/models/m_o/reproduce", json={})
+    message = assert_error(r, 409, "DATASET_CHANGED")["message"]
+    assert "version 1" in message and "no longer exists" in message
 
 
 def test_reproduce_errors(dp, trained):

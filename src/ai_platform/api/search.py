@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ai_platform.api.deps import Client
-from lakeapi.names import check_name
+from lakeapi.names import check_name, split_at
 from lakeapi.schemas import IndexCreate, IndexInfo, SearchCreate, SearchResult
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["search"])
@@ -13,8 +13,10 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["search"])
 
 @router.post("/{dataset_id}/search", response_model=SearchResult)
 async def search(dataset_id: str, req: SearchCreate, client: Client) -> SearchResult:
-    """The k nearest rows to a vector, a row, or an input (an image) a model embeds."""
-    return await client.search(check_name(dataset_id, "dataset id"), req)
+    """The k nearest rows to a vector, a row, or an input (an image) a model embeds;
+    ``NAME@V`` or ``NAME@tag`` searches that version."""
+    split_at(dataset_id, "dataset id")
+    return await client.search(dataset_id, req)
 
 
 @router.post("/{dataset_id}/indexes", response_model=IndexInfo, status_code=201)

@@ -6,17 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from data_platform.search import Searcher
+from data_platform.search import Searcher, searcher_of
 from lakeapi.schemas import IndexCreate, IndexInfo, SearchCreate, SearchResult
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["search"])
 
 
 async def _searcher(request: Request) -> Searcher:
-    state = request.app.state
-    if getattr(state, "searcher", None) is None:  # one per app, with its model cache
-        state.searcher = Searcher(state.lake)
-    return state.searcher
+    return searcher_of(request.app.state.lake)
 
 
 SearcherDep = Annotated[Searcher, Depends(_searcher)]
