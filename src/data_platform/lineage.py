@@ -163,7 +163,6 @@ def reproduce(manager: TaskManager, lake: Lake, name: str, req: ReproduceCreate)
         input=_pinned(lake, lin.dataset, lin.dataset_version),
         output=training.output,
         params=training.params,
-        resources=training.resources,  # the original request's, so it lands alike
         kind=training.kind,
         name=req.name,
     )
