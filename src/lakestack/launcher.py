@@ -16,6 +16,8 @@ Ctrl-C or SIGTERM stops both services at once; whatever still runs ``grace`` sec
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -138,8 +140,20 @@ class Platform:
 
 
 def _from_env(env: dict[str, str], prefix: str) -> dict[str, Any]:
-    # Any: pydantic-settings parses the strings into each field's type.
-    return {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+    """The settings ``env`` gives one service, as init arguments: pydantic parses the strings
+    into each field's type, but not JSON (an env source would): objects and lists such as
+    ``DP_LAKE_STORAGE_OPTIONS`` are decoded here."""
+    values: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith(prefix):
+            continue
+        parsed: Any = value
+        if value.lstrip().startswith(("{", "[")):
+            # Not JSON after all: the service's own settings will say what is wrong with it.
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(value)
+        values[key[len(prefix) :].lower()] = parsed
+    return values
 
 
 def main() -> int:

@@ -121,3 +121,26 @@ def test_the_grace_period_comes_from_the_environment():
 
     assert Platform({}).grace == GRACE_SECONDS
     assert Platform({"LAKESTACK_SHUTDOWN_GRACE_SECONDS": "2.5"}).grace == 2.5
+
+
+def test_json_settings_from_the_environment_reach_both_services():
+    """``make up`` with DP_LAKE_STORAGE_OPTIONS set (an S3 lake): the launcher builds each
+    service's settings from its environment, JSON objects and lists included."""
+    from ai_platform.settings import AIPlatformSettings
+    from data_platform.settings import DataPlatformSettings
+    from lakestack.launcher import _from_env
+
+    env = {
+        "DP_LAKE_STORAGE_OPTIONS": '{"aws_region": "us-east-1", "allow_http": "true"}',
+        "DP_PORT": "8123",
+        "AIP_ALLOWED_HOSTS": '["lake.example"]',
+        "AIP_MODEL": "{not json",
+    }
+    dp = DataPlatformSettings(_env_file=None, **_from_env(env, "DP_"))
+    assert dp.lake_storage_options == {"aws_region": "us-east-1", "allow_http": "true"}
+    assert dp.port == 8123
+    aip = AIPlatformSettings(
+        _env_file=None, **_from_env({"AIP_ALLOWED_HOSTS": env["AIP_ALLOWED_HOSTS"]}, "AIP_")
+    )
+    assert aip.allowed_hosts == ["lake.example"]
+    assert _from_env(env, "AIP_")["model"] == "{not json"  # left for the service to refuse
