@@ -54,9 +54,7 @@ def with_state_lease(settings: AIPlatformSettings, lifespan: Any) -> Any:
 
     @asynccontextmanager
     async def leased(app: FastAPI) -> AsyncIterator[None]:
-        with LakeLock(
-            settings.state_uri, "ai-platform", settings.port, settings.state_storage_options
-        ):
+        with LakeLock(settings.state_uri, "ai-platform", settings.port, settings.state_options):
             async with lifespan(app):
                 yield
 
@@ -77,7 +75,7 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
             ),
         )
         serving = ServingManager(
-            RecordTable(f"{settings.state_uri}/services.lance", settings.state_storage_options),
+            RecordTable(f"{settings.state_uri}/services.lance", settings.state_options),
             settings.logs_dir,
             client,
             make_backend(settings),

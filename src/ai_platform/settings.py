@@ -10,6 +10,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serverkit.lakefs import resolve_storage_options
+
 
 class AIPlatformSettings(BaseSettings):
     """Every knob of the AI Platform; built once and passed to ``create_app``."""
@@ -135,10 +137,19 @@ class AIPlatformSettings(BaseSettings):
 
     @property
     def model_storage_options(self) -> dict[str, str]:
-        """What opens the lake's models: the lake's own options, else the state's."""
+        """What opens the lake's models: the lake's own options, else the state's (the
+        AWS_* environment filling what is unset, as at the Data Platform)."""
         if self.lake_storage_options is not None:
-            return dict(self.lake_storage_options)
-        return dict(self.state_storage_options)
+            return resolve_storage_options(self.lake_storage_options)
+        return self.state_options
+
+    @property
+    def state_options(self) -> dict[str, str]:
+        """The state dir's storage options; on object storage the AWS_* environment fills
+        what is unset, as at the Data Platform."""
+        if local_path(self.state_dir) is not None:
+            return dict(self.state_storage_options)
+        return resolve_storage_options(self.state_storage_options)
 
     @property
     def logs_dir(self) -> Path:

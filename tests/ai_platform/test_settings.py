@@ -30,3 +30,21 @@ def test_an_object_store_uri_keeps_logs_on_local_disk(monkeypatch: pytest.Monkey
     assert settings.logs_dir == Path(".aip-logs")
     monkeypatch.setenv("AIP_LOG_DIR", "/var/log/aip")
     assert AIPlatformSettings(_env_file=None).logs_dir == Path("/var/log/aip")
+
+
+def test_state_on_object_storage_takes_the_aws_environment_as_the_data_platform_does(
+    monkeypatch,
+):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key-from-env")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    s3 = AIPlatformSettings(_env_file=None, state_dir="s3://lake/_ai_platform")
+    assert s3.state_options["aws_access_key_id"] == "key-from-env"
+    assert s3.model_storage_options["aws_access_key_id"] == "key-from-env"
+    explicit = AIPlatformSettings(
+        _env_file=None,
+        state_dir="s3://lake/_ai_platform",
+        state_storage_options={"aws_access_key_id": "explicit"},
+    )
+    assert explicit.state_options["aws_access_key_id"] == "explicit"  # settings win
+    local = AIPlatformSettings(_env_file=None, state_dir="/tmp/state")
+    assert local.state_options == {}  # a local state dir takes nothing from AWS_*
