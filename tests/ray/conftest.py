@@ -14,6 +14,10 @@ from tests.support import PlatformServers
 
 # Starting Ray, then the services with Ray and Serve, takes ~30-60 s on 2 cores.
 START_TIMEOUT = 180.0
+# Level 2 runs with an API key: the Data Platform, the AI Platform and the Serve replicas
+# all need it (tests send it as a user would).
+KEY = "level2-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,8 @@ def platform(
         tmp_path_factory.mktemp("level2"),
         DP_RUNTIME="ray",
         AIP_RUNTIME="ray",
+        DP_API_KEY=KEY,
+        AIP_API_KEY=KEY,
         **{f"DP_{k}": v for k, v in joined.items()},
         **{f"AIP_{k}": v for k, v in joined.items()},
     )
@@ -53,7 +59,7 @@ def platform(
 
 @pytest.fixture(scope="module")
 def api(platform: PlatformServers) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=platform.url, timeout=180) as client:
+    with httpx.Client(base_url=platform.url, timeout=180, headers=AUTH) as client:
         yield client
 
 

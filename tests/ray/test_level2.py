@@ -17,7 +17,7 @@ from data_platform.local_executor import task_processes
 from serverkit.procs import marked_processes
 from serverkit.ray_runtime import HEAD_ENV, LocalRay
 from tests.data_platform.test_errors import assert_error
-from tests.ray.conftest import START_TIMEOUT
+from tests.ray.conftest import AUTH, START_TIMEOUT
 from tests.support import (
     MNIST_DIR,
     PlatformServers,
@@ -87,7 +87,9 @@ def test_a_resource_request_is_checked_against_the_local_ray(
     assert r.status_code == 201, r.text
     done = wait_job(api, f"/api/v1/ingestion-tasks/{r.json()['id']}")
     assert done["status"] == "completed", done
-    record = httpx.get(f"{platform.dp.url}/api/v1/tasks/{done['id']}", timeout=30).json()
+    record = httpx.get(
+        f"{platform.dp.url}/api/v1/tasks/{done['id']}", headers=AUTH, timeout=30
+    ).json()
     assert record["resources"] == {"cpus": 1.0}
     # The local Ray is all there is: what it cannot place would wait forever, so it is 400.
     for bad, what in (
@@ -139,14 +141,17 @@ def test_ingest_train_serve_predict_on_ray(api: httpx.Client):
     through = api.post(path, json={"image": images[0]})
     assert through.status_code == 200, through.text
     assert through.json()["prediction"] in range(10)
-    direct = httpx.post(f"{endpoint}/predict", json={"image": images[0]}, timeout=60)
+    # The replica needs the key as a Level 1 model server does (it never is in its env).
+    refused = httpx.post(f"{endpoint}/predict", json={"image": images[0]}, timeout=60)
+    assert_error(refused, 401, "UNAUTHORIZED")
+    direct = httpx.post(f"{endpoint}/predict", json={"image": images[0]}, headers=AUTH, timeout=60)
     assert direct.status_code == 200, direct.text
     assert direct.json()["prediction"] == through.json()["prediction"]
     batch = api.post(path, json={"images": images}).json()["predictions"]
     assert len(batch) == 4 and batch[0]["prediction"] == through.json()["prediction"]
     # Errors keep Level 1's envelope: it is the same model server app.
     assert_error(api.post(path, json={"image": "not base64!"}), 400, "INVALID_REQUEST")
-    assert_error(httpx.post(f"{endpoint}/predict", json={}), 400, "INVALID_REQUEST")
+    assert_error(httpx.post(f"{endpoint}/predict", json={}, headers=AUTH), 400, "INVALID_REQUEST")
     assert "serving" in api.get(f"/api/v1/inference-services/{service['id']}/logs").text
 
     assert api.delete(f"/api/v1/inference-services/{service['id']}").status_code == 204

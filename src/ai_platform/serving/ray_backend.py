@@ -41,7 +41,9 @@ MAX_ONGOING_REQUESTS = 256
 _GONE = (ApplicationStatus.NOT_STARTED, ApplicationStatus.DELETING)
 
 
-def _load_model_app(model_path: str, device: str, log_file: str, model_name: str) -> FastAPI:
+def _load_model_app(
+    model_path: str, device: str, log_file: str, model_name: str, api_key: str | None = None
+) -> FastAPI:
     """Runs in the replica: Level 1's model server app, logging to the service's log (when
     the replica's node has that folder: on another node its log stays in Ray's)."""
     root = logging.getLogger()
@@ -60,7 +62,7 @@ def _load_model_app(model_path: str, device: str, log_file: str, model_name: str
     torch.set_num_threads(1)  # as model_server: requests already run in parallel threads
     log.info("loading %s in Ray Serve replica (pid %d)", model_path, os.getpid())
     try:
-        app = create_model_app(model_path, device=device, model_name=model_name)
+        app = create_model_app(model_path, device=device, model_name=model_name, api_key=api_key)
     except PlatformError as exc:
         # One line both in our log and in Serve's status, not a traceback.
         reason = f"cannot serve {model_path}: {exc.code}: {exc.message}"
@@ -86,15 +88,19 @@ class Replicas:
     per_node: int | None = None
     num_cpus: float = 0.0
     storage_options: dict[str, str] = field(default_factory=dict)
+    # The key every route but the liveness probes needs, as for a Level 1 model server:
+    # handed to the replica as an argument (never its environment, which its logs may show).
+    api_key: str | None = field(default=None, repr=False)
 
 
 def model_application(service: Service, log_path: Path, replicas: Replicas) -> Any:
     """The Serve application of one service: ``replicas.count`` replicas of the model app."""
     model_path, device, log_file = service.model_path, service.device, str(log_path)
     name = service.name  # OIP clients address the model by the service's name
+    api_key = replicas.api_key
 
     def build() -> FastAPI:  # a plain function: Serve calls it in the replica at start
-        return _load_model_app(model_path, device, log_file, name)
+        return _load_model_app(model_path, device, log_file, name, api_key)
 
     actor_options: dict[str, Any] = {"num_cpus": replicas.num_cpus}
     if replicas.storage_options:
@@ -170,6 +176,7 @@ class RayServeBackend(ServingBackend):
             per_node=replicas_per_node,
             num_cpus=settings.ray_replica_cpus,
             storage_options=settings.model_storage_options,
+            api_key=settings.api_key,
         )
         self.ray = RayConnection(
             settings.ray_address, settings.ray_auth_token_path, namespace="lakekit-ai-platform"
