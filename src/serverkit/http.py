@@ -171,6 +171,11 @@ class Guard:
             return
         headers = dict(scope.get("headers") or ())
         path = scope["path"]
+        # Mounted under a prefix (a Ray Serve application's route, /<service id>): the paths
+        # this guard names are the app's own.
+        root = scope.get("root_path") or ""
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
         refusal = self._refusal(scope, headers, path)
         if refusal is not None:
             await send_error(send, refusal, self._oip(path))
