@@ -11,7 +11,7 @@ import httpx
 
 from tests.level3.ray_cluster import RayCluster
 from tests.level3.s3 import S3Endpoint
-from tests.support import MNIST_DIR, REPO, Server, wait_until
+from tests.support import FIXTURE_SCRIPTS, MNIST_DIR, REPO, Server, wait_until
 
 SCRIPTS = Path(__file__).with_name("scripts")
 START_TIMEOUT = 120.0
@@ -42,6 +42,8 @@ class DataPlatform:
         # link leading out of a root is refused).
         shutil.copytree(REPO / "scripts", root / "scripts")
         shutil.copytree(SCRIPTS, root / "scripts", dirs_exist_ok=True)
+        # The tests' one tiny training script, the same one Level 1 tests run.
+        shutil.copy(FIXTURE_SCRIPTS / "train_tiny.py", root / "scripts" / "train_tiny.py")
         shutil.copytree(MNIST_DIR, root / "data" / "raw" / "mnist")
         self.server: Server | None = None
 
