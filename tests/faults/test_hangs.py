@@ -55,6 +55,23 @@ def timed(call):  # type: ignore[no-untyped-def]
     return result, time.monotonic() - started
 
 
+def start_sleeper(aip_url: str, name: str, script: str, tmp_path: Path) -> str:
+    """An ingestion task that runs until stopped (its pid in ``tmp_path/task.pid``), once its
+    process is up; its id."""
+    pid_file = tmp_path / "task.pid"
+    job = {
+        "name": name,
+        "input": "",
+        "script": script,
+        "params": {"pid_file": str(pid_file)},
+        "output": name,
+    }
+    r = httpx.post(f"{aip_url}/api/v1/ingestion-tasks", json=job, timeout=30)
+    assert r.status_code == 201, r.text
+    wait_until(pid_file.exists, 30)
+    return str(r.json()["id"])
+
+
 def test_a_sigstopped_model_server_is_unhealthy_fails_fast_and_recovers(api):
     r = api.post(SERVICES, json={"name": "frozen", "model": MODEL})
     assert r.status_code == 201, r.text
@@ -138,18 +155,7 @@ def test_a_data_platform_that_is_gone_is_502_at_once(platform, api):
 def test_a_log_stream_is_freed_within_1_s_of_its_client_leaving(platform, tmp_path):
     from tests.ai_platform.test_followers import connections_to
 
-    pid_file = tmp_path / "task.pid"
-    job = {
-        "name": "followed",
-        "input": "",
-        "script": "fixtures/sleep_forever.py",
-        "params": {"pid_file": str(pid_file)},
-        "output": "followed",
-    }
-    r = httpx.post(f"{platform.url}/api/v1/ingestion-tasks", json=job, timeout=30)
-    assert r.status_code == 201, r.text
-    task_id = r.json()["id"]
-    wait_until(pid_file.exists, 30)
+    task_id = start_sleeper(platform.url, "followed", "fixtures/sleep_forever.py", tmp_path)
     dp_port = platform.dp.port
 
     async def follow_then_leave(count: int) -> tuple[int, float]:
@@ -261,18 +267,7 @@ def test_ctrl_c_with_40_streams_open_on_each_service_stops_all_within_the_grace(
     streams: threading.Thread | None = None
     try:
         wait_until(lambda: httpx.get(f"{aip_url}/health", timeout=1).status_code == 200, 90)
-        pid_file = tmp_path / "task.pid"
-        job = {
-            "name": "endless",
-            "input": "",
-            "script": "sleep_forever.py",
-            "params": {"pid_file": str(pid_file)},
-            "output": "endless",
-        }
-        r = httpx.post(f"{aip_url}/api/v1/ingestion-tasks", json=job, timeout=30)
-        assert r.status_code == 201, r.text
-        task_id = r.json()["id"]
-        wait_until(pid_file.exists, 30)
+        task_id = start_sleeper(aip_url, "endless", "sleep_forever.py", tmp_path)
         urls = [f"{aip_url}/api/v1/ingestion-tasks/{task_id}/logs"] * STREAMS
         urls += [f"{dp_url}/api/v1/tasks/{task_id}/logs"] * STREAMS
         opened = threading.Event()
@@ -280,7 +275,7 @@ def test_ctrl_c_with_40_streams_open_on_each_service_stops_all_within_the_grace(
         streams.start()
         assert opened.wait(60), "the streams did not open"
         everything = _descendants(launcher.pid) | {launcher.pid}
-        assert int(pid_file.read_text()) in everything
+        assert int((tmp_path / "task.pid").read_text()) in everything
 
         started = time.monotonic()
         os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C
