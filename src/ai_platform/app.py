@@ -83,6 +83,7 @@ def create_app(settings: AIPlatformSettings | None = None) -> FastAPI:
             settings.predict_timeout,
             api_key=settings.api_key,
             storage_options=settings.model_storage_options,
+            alias_poll=settings.alias_poll_interval,
             probe=ProbePolicy(
                 settings.health_probe_interval,
                 settings.health_probe_timeout,

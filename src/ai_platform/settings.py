@@ -81,6 +81,13 @@ class AIPlatformSettings(BaseSettings):
     health_probe_failures: int = Field(
         2, ge=1, description="Failed probes in a row that make a service unhealthy."
     )
+    alias_poll_interval: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds between checks of the aliases services follow: an alias moved "
+        "elsewhere (at the Data Platform, by another client) rolls them within this (0: off; "
+        "a move through this service rolls them at once).",
+    )
     runtime: Literal["local", "ray"] = Field(
         "local", description="'local' (model servers as processes) or 'ray' (Ray Serve)."
     )

@@ -7,6 +7,7 @@ import threading
 
 import httpx
 
+from serverkit.recordstore import RecordTable
 from tests.data_platform.test_errors import assert_error
 from tests.serving.small_model import MODEL, raw_digits
 from tests.support import pid_alive, wait_until
@@ -18,6 +19,12 @@ MODELS = f"/api/v1/models/{MODEL}"
 def loaded_version(service: dict) -> str:
     """The model version the model server itself loaded (its app's version)."""
     return httpx.get(f"{service['endpoint']}/openapi.json", timeout=10).json()["info"]["version"]
+
+
+def running_on(api: httpx.Client, name: str, version: int) -> dict | None:
+    """The service if it runs ``version`` now, else None."""
+    s = api.get(f"{SERVICES}/{name}").json()
+    return s if s["model_version"] == version and s["status"] == "running" else None
 
 
 def new_version(api: httpx.Client) -> int:
@@ -111,3 +118,50 @@ def test_moving_the_alias_rolls_the_service_with_no_failed_request(sapi):
     tags = {t["name"]: t["version"] for t in sapi.get(f"{MODELS}/tags").json()}
     assert tags == {"prod": target, "service-web": target}
     assert sapi.delete(f"{SERVICES}/web").status_code == 204
+
+
+def test_an_alias_moved_at_the_data_platform_rolls_the_service(sapi, serving):
+    """Moved behind the AI Platform's back: its alias watch (every 5 s by default) rolls it."""
+    first = sapi.get(MODELS).json()["version"]
+    assert sapi.put(f"{MODELS}/tags/edge", json={"version": first}).status_code == 200
+    old = sapi.post(SERVICES, json={"name": "edge", "model": f"{MODEL}@edge"}).json()
+    target = new_version(sapi)
+    dp_models = f"{serving.dp.url}/api/v1/models/{MODEL}"
+    assert httpx.put(f"{dp_models}/tags/edge", json={"version": target}).status_code == 200
+
+    now = wait_until(lambda: running_on(sapi, "edge", target), timeout=60, interval=0.2)
+    assert now["id"] != old["id"] and loaded_version(now) == str(target)
+    wait_until(lambda: not pid_alive(old["pid"]), timeout=30)
+    assert [s["name"] for s in sapi.get(SERVICES).json()].count("edge") == 1
+    assert sapi.delete(f"{SERVICES}/edge").status_code == 204
+
+
+def test_a_restart_after_a_rollover_half_done_keeps_one_service_of_the_name(sapi, serving):
+    """The AI Platform died while a rollover's new half was starting: both records are in its
+    state. The restart keeps one service per name (the running one), and the alias watch rolls
+    it to where the alias is now."""
+    first = sapi.get(MODELS).json()["version"]
+    assert sapi.put(f"{MODELS}/tags/half", json={"version": first}).status_code == 200
+    old = sapi.post(SERVICES, json={"name": "half", "model": f"{MODEL}@half"}).json()
+    target = new_version(sapi)
+    serving.aip.stop()
+    # The state a kill -9 mid-rollover leaves: the alias moved, the new half recorded
+    # `starting` under a new id (its server never answered).
+    dp_models = f"{serving.dp.url}/api/v1/models/{MODEL}"
+    assert httpx.put(f"{dp_models}/tags/half", json={"version": target}).status_code == 200
+    table = RecordTable(f"{serving.aip.env['AIP_STATE_DIR']}/services.lance")
+    stored = next(r for r in table.load_all() if r["id"] == old["id"])
+    half = {**stored, "id": "serve-halfdone", "status": "starting", "started_at": None}
+    table.upsert({**half, "model_version": target})
+    serving.aip.start()
+
+    now = wait_until(lambda: running_on(sapi, "half", target), timeout=90, interval=0.2)
+    assert loaded_version(now) == str(target)
+
+    def names() -> list[str]:
+        return [s["name"] for s in sapi.get(SERVICES).json()]
+
+    # The old half drains for a moment after the switch, then one service of the name is left.
+    wait_until(lambda: names().count("half") == 1, timeout=30, interval=0.2)
+    assert_error(sapi.get(f"{SERVICES}/serve-halfdone"), 404, "SERVICE_NOT_FOUND")
+    assert sapi.delete(f"{SERVICES}/half").status_code == 204

@@ -69,6 +69,8 @@ class ServingManager:
         api_key: sent to the model servers (they need it when it is set).
         probe: how running model servers are probed for health.
         storage_options: Lance storage options of the lake, for the model check.
+        alias_poll: seconds between checks of the aliases services follow (0: only moves
+            made through this service roll them).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class ServingManager:
         api_key: str | None = None,
         probe: ProbePolicy | None = None,
         storage_options: dict[str, str] | None = None,
+        alias_poll: float = 0.0,
     ) -> None:
         self.log_dir = log_dir
         # The lake's options: a model on object storage is checked with the platform's own
@@ -97,6 +100,9 @@ class ServingManager:
         self._closed = threading.Event()
         self._monitor: threading.Thread | None = None
         self._revival: asyncio.Task[None] | None = None
+        self.alias_poll = alias_poll
+        self._aliases: asyncio.Task[None] | None = None
+        self.rolling: set[str] = set()  # names being rolled (event loop only): one roll each
         # Idle connections are dropped before uvicorn's 5 s keep-alive closes them.
         auth = [("Authorization", f"Bearer {api_key}")] if api_key else []
         self._upstream = UpstreamPool(upstream_timeout, idle_seconds=2.0, headers=auth)
@@ -113,26 +119,37 @@ class ServingManager:
         self._monitor = threading.Thread(target=self._watch, name="serving-monitor", daemon=True)
         self._monitor.start()
         self.health.start()
+        if self.alias_poll:
+            watch = rollover.watch_aliases(self, self.alias_poll)
+            self._aliases = asyncio.create_task(watch, name="aliases")
 
     def _load(self) -> list[Service]:
         self.backend.refresh()
-        revive = []
+        by_name: dict[str, Service] = {}
         for data in self.writer.table.load_all():
             service = Service.model_validate(data)
-            with self._lock:
+            self.backend.reclaim(service)  # nothing of the last process may linger
+            other = by_name.get(service.name)
+            if other is not None:
+                # A process that died mid-rollover left both halves: one service per name,
+                # and an alias watch rolls the one kept to wherever its alias is now.
+                service, dropped = sorted((service, other), key=_survival)[::-1]
+                self.writer.delete(dropped.id)
+                log.warning("%s: %s dropped, a rollover's other half", service.name, dropped.id)
+            by_name[service.name] = service
+        with self._lock:
+            for service in by_name.values():
                 self._services[service.id] = service
                 self._ids_by_name[service.name] = service.id
-            self.backend.reclaim(service)  # nothing of the last process may linger
-            if service.status is not ServiceStatus.FAILED:
-                revive.append(service)
-        return revive
+        return [s for s in by_name.values() if s.status is not ServiceStatus.FAILED]
 
     async def aclose(self) -> None:
         """Stop the monitor, the revival, every model server, then the writer."""
         self._closed.set()
         await self.health.aclose()
-        if self._revival is not None:
-            self._revival.cancel()
+        for task in (self._revival, self._aliases):
+            if task is not None:
+                task.cancel()
         if self._monitor is not None:
             await asyncio.to_thread(self._monitor.join, 5)
         await asyncio.to_thread(self.backend.close)
@@ -442,6 +459,12 @@ class ServingManager:
 
 # What an OIP exchange carries besides its body (the binary extension's header among them).
 OIP_HEADERS = ("content-type", "inference-header-content-length")
+
+
+def _survival(service: Service) -> tuple[bool, datetime]:
+    """Of two records of one name, the one to keep sorts last: running, then started last."""
+    started = service.started_at or datetime.min.replace(tzinfo=UTC)
+    return service.status is ServiceStatus.RUNNING, started
 
 
 @functools.lru_cache(maxsize=1024)

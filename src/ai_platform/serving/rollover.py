@@ -11,6 +11,11 @@ A service that follows an alias rolls when the alias moves: a server for the new
 beside the old one, the service's name switches to it once it answers, and the old server is
 stopped after the requests it holds are done. The service gets a new id then (the backends
 keep one server per id); its name stays, and so does every request sent by name.
+
+A move through the AI Platform rolls its services before the answer comes. An alias moved
+anywhere else (at the Data Platform, by another AI Platform on the lake) is seen by a watch
+that reads the followed aliases every few seconds, and rolls them the same way. One roll at a
+time per service: a move made while its service rolls is picked up by the next watch.
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ async def follow(manager: ServingManager, model: str, tag: str, version: int) ->
             and service.status is ServiceStatus.RUNNING
             and service.model_version != version
             and manager.get(service.name).id == service.id  # not a rollover's old half
+            and service.name not in manager.rolling
         ):
             try:
                 rolled.append(await roll(manager, service, version))
@@ -116,6 +122,14 @@ async def roll(manager: ServingManager, old: Service, version: int) -> Service:
         InvalidRequest: that version cannot be served (nothing was started).
         ServiceUnavailable: the new server did not come up (``old`` still serves).
     """
+    manager.rolling.add(old.name)
+    try:
+        return await _roll(manager, old, version)
+    finally:
+        manager.rolling.discard(old.name)
+
+
+async def _roll(manager: ServingManager, old: Service, version: int) -> Service:
     model_path = pinned_uri(split_uri(old.model_path)[0], version)
     problem = await asyncio.to_thread(check_model_record, model_path, manager.storage_options)
     if problem:
@@ -151,3 +165,29 @@ async def roll(manager: ServingManager, old: Service, version: int) -> Service:
     await manager.delete(old.id)
     await pin(manager.client, running)
     return running
+
+
+async def watch_aliases(manager: ServingManager, every: float) -> None:
+    """Every ``every`` seconds, roll the services whose alias now names another version."""
+    while True:
+        await asyncio.sleep(every)
+        followed = {
+            (s.model, s.follows)
+            for s in manager.list()
+            if s.follows and s.status is ServiceStatus.RUNNING
+        }
+        for model, tag in sorted(followed):
+            try:
+                await _check_alias(manager, model, tag)
+            except Exception:  # the watch outlives any one failure
+                log.exception("checking alias %s@%s failed", model, tag)
+
+
+async def _check_alias(manager: ServingManager, model: str, tag: str) -> None:
+    try:
+        tags = (await manager.client.get_model(model)).tags
+    except PlatformError as exc:  # the Data Platform away or the model gone: next time
+        log.debug("alias %s@%s not read: %s", model, tag, exc.message)
+        return
+    if tag in tags:  # a deleted alias leaves its services on the version they run
+        await follow(manager, model, tag, tags[tag])
