@@ -65,7 +65,9 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
             and not isinstance(value, bool)
             and abs(value) >= PARAMS_MAX_NUMBER
         ):
-            raise ValueError(f"params hold a number out of range ({value:.3g})")
+            # Not formatted as a float: a huge integer has none (OverflowError, a 500).
+            shown = f"{value:.3g}" if isinstance(value, float) else f"{value.bit_length()} bits"
+            raise ValueError(f"params hold a number out of range ({shown}; at most 2**63)")
     return params
 
 
