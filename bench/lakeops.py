@@ -110,7 +110,7 @@ def run(ctx: Context) -> AreaResult:
 
     from data_platform.search import Searcher
     from data_platform.store import Lake
-    from lakeapi.schemas import IndexCreate, SearchCreate
+    from lakeapi.lakeops import IndexCreate, SearchCreate
     from lakekit import batch_inference
 
     source, origin = dataset_for(ctx)

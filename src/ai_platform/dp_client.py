@@ -24,20 +24,22 @@ from lakeapi.errors import (
     UpstreamUnavailable,
     error_from_response,
 )
+from lakeapi.lakeops import (
+    IndexCreate,
+    IndexInfo,
+    Lineage,
+    ReproduceCreate,
+    Reproduction,
+    SearchCreate,
+    SearchResult,
+)
 from lakeapi.pages import NEXT_CURSOR
 from lakeapi.schemas import (
     Dataset,
     DatasetVersion,
-    IndexCreate,
-    IndexInfo,
-    Lineage,
     Model,
     ModelVersion,
-    ReproduceCreate,
-    Reproduction,
     Restored,
-    SearchCreate,
-    SearchResult,
     Tag,
     Task,
     TaskCreate,

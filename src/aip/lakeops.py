@@ -18,23 +18,23 @@ from aip.handles import TaskHandle
 from aip.images import ImageLike, encode_image
 from aip.records import Record, Task
 from aip.transport import API, Transport, join
-from lakeapi import schemas
+from lakeapi import lakeops as wire
 from lakeapi.names import check_name
 
 
-class SearchResult(Record, schemas.SearchResult):
+class SearchResult(Record, wire.SearchResult):
     """The nearest rows, nearest first; ``indexed`` says whether an index answered."""
 
 
-class IndexInfo(Record, schemas.IndexInfo):
+class IndexInfo(Record, wire.IndexInfo):
     pass
 
 
-class Lineage(Record, schemas.Lineage):
+class Lineage(Record, wire.Lineage):
     """Model version -> training task -> dataset version -> the tasks that wrote it."""
 
 
-class Reproduction(Record, schemas.Reproduction):
+class Reproduction(Record, wire.Reproduction):
     """A retraining from the same inputs; ``differences`` once it completed."""
 
 

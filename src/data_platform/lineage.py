@@ -21,17 +21,9 @@ from lakeapi.errors import (
     PlatformError,
     VersionNotFound,
 )
+from lakeapi.lakeops import Lineage, ReproduceCreate, Reproduction, TaskRef
 from lakeapi.names import Ref
-from lakeapi.schemas import (
-    Lineage,
-    Model,
-    ReproduceCreate,
-    Reproduction,
-    Task,
-    TaskCreate,
-    TaskRef,
-    TaskStatus,
-)
+from lakeapi.schemas import Model, Task, TaskCreate, TaskStatus
 
 MAX_CHAIN = 64
 

@@ -28,16 +28,9 @@ import pyarrow as pa
 from data_platform.builtins import BATCH_INFERENCE
 from data_platform.store import Lake
 from lakeapi.errors import DatasetNotFound, InvalidRequest, PlatformError, VersionNotFound
+from lakeapi.lakeops import IndexCreate, IndexInfo, SearchCreate, SearchHit, SearchResult
 from lakeapi.names import Ref, parse_ref, split_at
-from lakeapi.schemas import (
-    IndexCreate,
-    IndexInfo,
-    SearchCreate,
-    SearchHit,
-    SearchResult,
-    Task,
-    TaskStatus,
-)
+from lakeapi.schemas import Task, TaskStatus
 
 # lakekit.embedding's default layer, and lakekit.batch_inference's field metadata keys (both
 # modules import torch, which a search by vector never needs).

@@ -12,14 +12,9 @@ from fastapi import APIRouter, Query, Response
 
 from ai_platform.api.deps import Client
 from lakeapi.errors import TaskNotFound
+from lakeapi.lakeops import BatchInferenceCreate
 from lakeapi.names import NAME_PATTERN, check_name
-from lakeapi.schemas import (
-    BatchInferenceCreate,
-    BatchInferenceTask,
-    Task,
-    TaskCreate,
-    TaskStatus,
-)
+from lakeapi.schemas import BatchInferenceTask, Task, TaskCreate, TaskStatus
 from serverkit.paging import Cursor, Limit, set_next_cursor
 
 KIND = "batch_inference"

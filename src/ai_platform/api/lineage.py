@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ai_platform.api.deps import Client
+from lakeapi.lakeops import Lineage, ReproduceCreate, Reproduction
 from lakeapi.names import check_name
-from lakeapi.schemas import Lineage, ReproduceCreate, Reproduction
 
 router = APIRouter(prefix="/api/v1/models", tags=["lineage"])
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ai_platform.api.deps import Client
+from lakeapi.lakeops import IndexCreate, IndexInfo, SearchCreate, SearchResult
 from lakeapi.names import check_name, split_at
-from lakeapi.schemas import IndexCreate, IndexInfo, SearchCreate, SearchResult
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["search"])
 

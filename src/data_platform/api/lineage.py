@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from data_platform import lineage as chain
 from data_platform.api.deps import LakeDep, Manager
-from lakeapi.schemas import Lineage, ReproduceCreate, Reproduction
+from lakeapi.lakeops import Lineage, ReproduceCreate, Reproduction
 
 router = APIRouter(prefix="/api/v1/models", tags=["lineage"])
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from data_platform.search import Searcher, searcher_of
-from lakeapi.schemas import IndexCreate, IndexInfo, SearchCreate, SearchResult
+from lakeapi.lakeops import IndexCreate, IndexInfo, SearchCreate, SearchResult
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["search"])
 
