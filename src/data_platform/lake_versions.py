@@ -169,8 +169,10 @@ def tags_by_version(ds: lance.LanceDataset) -> dict[int, list[str]]:
 
 
 def utc(value: Any) -> datetime | None:
+    """A Lance version's timestamp in UTC: Lance hands them over as naive *local* times
+    (``datetime.fromtimestamp``), which ``astimezone`` reads as such."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
     return None
 
 

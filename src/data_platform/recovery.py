@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import lance
 
+from data_platform.lake_versions import utc
 from data_platform.store import Lake
 from lakeapi.schemas import Task, TaskStatus, utcnow
 
@@ -50,7 +51,7 @@ class Marker:
     @property
     def completed_at(self) -> datetime | None:
         try:
-            return _utc(datetime.fromisoformat(str(self.record.get("completed_at"))))
+            return utc(datetime.fromisoformat(str(self.record.get("completed_at"))))
         except ValueError:
             return None
 
@@ -133,16 +134,9 @@ def roll_back(
         versions = lance.dataset(uri, storage_options=lake.storage_options or None).versions()
     except (ValueError, OSError):
         versions = []  # nothing readable: no committed version to lose
-    first = _utc(versions[0].get("timestamp")) if versions else None
+    first = utc(versions[0].get("timestamp")) if versions else None
     # A task's own versions all come after its start: the record of that start is durable
     # before its process is released (supervisor), so anything older was there before.
     if first is not None and (since is None or first < since):
         return f"kept: it has versions from before the task (first {first.isoformat()})"
     return lake.roll_back(uri, None)
-
-
-def _utc(value: Any) -> datetime | None:
-    # Lance hands version timestamps over as naive local times (datetime.fromtimestamp).
-    if isinstance(value, datetime):
-        return value.astimezone(UTC)
-    return None
