@@ -48,6 +48,33 @@ LOOPBACK_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
 }
 OBJECT_STORE_MB = 300
+# Ray Serve's request path, set for throughput on few cores (switches of Ray 2.59's
+# serve/_private/constants.py, each read once by the process it names, at import). Without
+# them a request crosses two extra event loops in threads: in the proxy (its router's loop)
+# and in the replica (the loop user code runs on), each hop a wake-up of another thread that
+# competes for the same 2 cores. Our model app never blocks its loop (the forward pass runs
+# in the batcher's thread), so it may share the replica's main loop.
+SERVE_REPLICA_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",  # replica: our app on its main loop
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",  # log records flushed in batches
+    "RAY_SERVE_LOG_TO_STDERR": "0",  # Serve's logs to its files only, not twice
+}
+SERVE_ENV = {
+    **SERVE_REPLICA_ENV,
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",  # proxy: route on its own loop
+}
+# Ray's own work beside the requests, on the same cores. Ray starts its workers at nice 15
+# (``worker_niceness``, meant for batch tasks under a busy raylet): the proxy and the
+# replicas then lose every contest for a core against a Level 1 model server or anything
+# else on the machine; 0 is what Ray Jobs gives its drivers too. Task events (the state
+# API's task table and the dashboard's; GCS's actor table, which placement checks read,
+# stays) and the metrics every process records and ships to its node's agent are never read
+# at Level 2.
+QUIET_ENV = {
+    "RAY_worker_niceness": "0",
+    "RAY_task_events_report_interval_ms": "0",
+    "RAY_enable_metrics_collection": "0",
+}
 
 
 def use_loopback() -> None:
@@ -85,7 +112,10 @@ class LocalRay:
             fh.write(secrets.token_hex(32))
         address_file = self.temp_dir / "ray_current_cluster"
         address_file.unlink(missing_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "RAY_ADDRESS")}
+        # Every process of the head (GCS, raylet, controller, proxy, replicas) inherits this
+        # environment; a switch already in ours wins, so a run can measure Ray's defaults.
+        env = {**SERVE_ENV, **QUIET_ENV}
+        env.update({k: v for k, v in os.environ.items() if k not in (TOKEN_ENV, "RAY_ADDRESS")})
         env.update(
             {
                 AUTH_MODE_ENV: "token",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 import signal
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from data_platform.local_executor import task_processes
 from serverkit.procs import marked_processes
-from serverkit.ray_runtime import HEAD_ENV, LocalRay
+from serverkit.ray_runtime import HEAD_ENV, SERVE_ENV, SERVE_REPLICA_ENV, LocalRay
 from tests.data_platform.test_errors import assert_error
 from tests.ray.conftest import AUTH, START_TIMEOUT
 from tests.support import (
@@ -109,7 +110,27 @@ def mnist_test_images(count: int) -> list[str]:
     return [base64.b64encode(row.tobytes()).decode() for row in pixels]
 
 
-def test_ingest_train_serve_predict_on_ray(api: httpx.Client):
+def ray_process(head: LocalRay, title: str) -> tuple[dict[str, str], int]:
+    """The environment and niceness of the head's process named ``title`` by Ray."""
+    for pid in marked_processes(HEAD_ENV, str(head.temp_dir)):
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(title.encode()):
+            raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            env = dict(e.decode(errors="replace").partition("=")[::2] for e in raw if e)
+            return env, os.getpriority(os.PRIO_PROCESS, pid)
+    raise AssertionError(f"no process {title!r} in the Ray at {head.temp_dir}")
+
+
+def assert_serve_tuned(head: LocalRay, service_id: str) -> None:
+    """The replica and the proxy run with Serve's request-path switches, at the priority of
+    a Level 1 model server (not Ray's worker default of nice 15)."""
+    replica_env, replica_nice = ray_process(head, f"ray::ServeReplica:{service_id}:")
+    proxy_env, proxy_nice = ray_process(head, "ray::ProxyActor")
+    assert replica_nice == proxy_nice == 0
+    assert SERVE_REPLICA_ENV.items() <= replica_env.items()
+    assert SERVE_ENV.items() <= proxy_env.items()
+
+
+def test_ingest_train_serve_predict_on_ray(api: httpx.Client, local_ray: LocalRay):
     ingest = api.post(
         "/api/v1/ingestion-tasks",
         json=job("l2-mnist", "pipelines/mnist_clean.py", "l2_mnist", **INGEST_PARAMS),
@@ -147,6 +168,7 @@ def test_ingest_train_serve_predict_on_ray(api: httpx.Client):
     direct = httpx.post(f"{endpoint}/predict", json={"image": images[0]}, headers=AUTH, timeout=60)
     assert direct.status_code == 200, direct.text
     assert direct.json()["prediction"] == through.json()["prediction"]
+    assert_serve_tuned(local_ray, service["id"])
     batch = api.post(path, json={"images": images}).json()["predictions"]
     assert len(batch) == 4 and batch[0]["prediction"] == through.json()["prediction"]
     # Errors keep Level 1's envelope: it is the same model server app.

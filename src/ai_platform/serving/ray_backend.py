@@ -30,7 +30,7 @@ from lakeapi.errors import InvalidRequest, PlatformError
 from lakeapi.schemas import Service
 from ray import serve
 from serverkit.net import free_port
-from serverkit.ray_runtime import RayConnection, lake_env
+from serverkit.ray_runtime import SERVE_REPLICA_ENV, RayConnection, lake_env
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,16 @@ def model_application(service: Service, log_path: Path, replicas: Replicas) -> A
     def build() -> FastAPI:  # a plain function: Serve calls it in the replica at start
         return _load_model_app(model_path, device, log_file, name, api_key)
 
-    actor_options: dict[str, Any] = {"num_cpus": replicas.num_cpus}
+    # Serve's replica switches travel with the replica: on a cluster we joined, its nodes'
+    # environment is not ours to set. With storage options, the model server opens the
+    # record as Lance does by default: AWS_* variables.
+    env_vars = dict(SERVE_REPLICA_ENV)
     if replicas.storage_options:
-        # The model server opens the record as Lance does by default: AWS_* variables.
-        actor_options["runtime_env"] = {"env_vars": lake_env(replicas.storage_options)}
+        env_vars.update(lake_env(replicas.storage_options))
+    actor_options: dict[str, Any] = {
+        "num_cpus": replicas.num_cpus,
+        "runtime_env": {"env_vars": env_vars},
+    }
     deployment = serve.deployment(
         serve.ingress(build)(),
         name="model",
