@@ -23,6 +23,7 @@ import pytest
 from pydantic import BaseModel
 
 from serverkit.net import free_port
+from serverkit.ray_runtime import QUIET_ENV, SERVE_ENV
 from tests.level3 import kuberay
 from tests.level3.kuberay import DEPLOY, K8S, K8S_VERSION
 from tests.level3.ray_cluster import (
@@ -174,6 +175,15 @@ def test_the_serve_config_agrees_with_the_ai_platform_and_the_ray_head() -> None
     dp = {v["name"]: v.get("value") for v in _container("Deployment", "lake-data-platform")["env"]}
     assert dp["DP_RAY_ADDRESS"] == dp["RAY_JOIN_ADDRESS"] == address
     assert kuberay.head_service(kuberay.raycluster()) == f"lake-ray-head-svc:{head_port()}"
+
+
+def test_the_ray_pods_run_serve_and_ray_as_the_platform_starts_them() -> None:
+    """The switches serverkit.ray_runtime gives the Ray it starts reach every Ray pod too."""
+    spec = kuberay.raycluster()["spec"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for group in groups:
+        env = {v["name"]: v.get("value") for v in group["template"]["spec"]["containers"][0]["env"]}
+        assert {**SERVE_ENV, **QUIET_ENV}.items() <= env.items()
 
 
 def head_port() -> str:
