@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +37,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
                 return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last error: {last_exc!r})")
+
+
+def process_scratch(prefix: str) -> Path:
+    """A folder for what a test process builds once and copies to each test that needs it
+    (a trained model, a written dataset); removed when the process exits."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def pid_alive(pid: int) -> bool:

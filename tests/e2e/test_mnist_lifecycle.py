@@ -96,7 +96,9 @@ def train(api: httpx.Client, name: str, script: str, params: dict) -> dict:
             "name": name,
             "input": "mnist_clean",
             "script": script,
-            "params": params,
+            # One torch thread: on 2 busy cores two train 2-4x slower (OpenMP threads waiting
+            # on each other, as tests/ui/conftest.py found); the accuracy does not depend on it.
+            "params": {"threads": 1, **params},
             "output": name,
         },
     )

@@ -7,12 +7,15 @@ row; field metadata ``mnist:dtype/shape/scale``, zstd), ``label`` int64, ``split
 from __future__ import annotations
 
 import gzip
+import shutil
 from functools import cache
 from pathlib import Path
 
 import lance
 import numpy as np
 import pyarrow as pa
+
+from tests.support import process_scratch
 
 RAW = Path(__file__).resolve().parents[2] / "data" / "raw" / "mnist"
 _FILES = {"train": "train", "test": "t10k"}
@@ -34,6 +37,14 @@ def mnist_arrays(split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def write_mnist_lance(path: Path, n_train: int, n_test: int, dtype: str = "uint8") -> str:
     """Write the first rows of each split as a Lance dataset; ``dtype`` uint8 or float32."""
+    # Written once per test process and copied: the 70k-row one takes seconds to encode.
+    shutil.copytree(_written(n_train, n_test, dtype), path)
+    return str(path)
+
+
+@cache
+def _written(n_train: int, n_test: int, dtype: str) -> Path:
+    path = process_scratch("mnist-lance-") / "mnist.lance"
     parts, start = [], 0
     for split, n in (("train", n_train), ("test", n_test)):
         images, labels = mnist_arrays(split, n)
@@ -68,4 +79,4 @@ def write_mnist_lance(path: Path, n_train: int, n_test: int, dtype: str = "uint8
         ]
     )
     lance.write_dataset(pa.concat_tables(parts).cast(schema), str(path))
-    return str(path)
+    return path
