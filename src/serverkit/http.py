@@ -288,8 +288,6 @@ def serve(
     open after ``grace`` seconds, such as log streams that never end, are cancelled)."""
     import uvicorn
 
-    from serverkit.coalesce import CoalescingHttpProtocol
-
     if access_log:
         log_level = "info"  # uvicorn writes its access lines at info
     uvicorn.run(
@@ -298,6 +296,5 @@ def serve(
         port=port,
         log_level=log_level,
         access_log=access_log,
-        http=CoalescingHttpProtocol,  # a response's head and body in one send
         timeout_graceful_shutdown=grace,  # type: ignore[arg-type]  # uvicorn takes a float
     )
