@@ -19,6 +19,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import lance
@@ -39,9 +40,20 @@ MODEL_KEY, VERSION_KEY, LAYER_KEY = b"lakeops:model", b"lakeops:model_version", 
 
 MODEL_CACHE = 4  # loaded embedding models kept, by (path, version, layer)
 DATASET_CACHE = 8  # opened datasets kept, by (uri, version or None for the latest)
+SHAPE_CACHE = 64  # dataset versions whose schema and indexes are kept
 MAX_PARTITIONS = 256
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What a query checks against, of one dataset version."""
+
+    schema: pa.Schema
+    names: frozenset[str]
+    plain_columns: list[str]
+    indexed: set[str]  # columns with a vector index
 
 
 class Searcher:
@@ -51,6 +63,7 @@ class Searcher:
         self.lake = lake
         self._models: OrderedDict[tuple[str, int | None, str | None], Any] = OrderedDict()
         self._datasets: OrderedDict[tuple[str, int | None], lance.LanceDataset] = OrderedDict()
+        self._shapes: dict[tuple[str, int], _Shape] = {}
         self._lock = threading.Lock()
         self._loading = threading.Lock()
 
@@ -109,13 +122,14 @@ class Searcher:
         """
         started = time.perf_counter()
         ds = self._open(name)
-        field = _vector_field(ds, req.column)
+        shape = self._shape(ds)
+        field = _vector_field(shape.schema, req.column)
         query = self._query(ds, req, field.type.list_size)
-        columns = req.columns if req.columns is not None else _plain_columns(ds.schema)
-        unknown = sorted(set(columns) - set(ds.schema.names))
+        columns = req.columns if req.columns is not None else shape.plain_columns
+        unknown = sorted(set(columns) - shape.names)
         if unknown:
             raise InvalidRequest(f"dataset '{name}' has no columns {unknown}")
-        indexed = _has_index(ds, req.column)
+        indexed = req.column in shape.indexed
         nearest: dict[str, Any] = {
             "column": req.column,
             "q": query,
@@ -144,6 +158,22 @@ class Searcher:
             dataset_version=ds.version,
             seconds=round(time.perf_counter() - started, 6),
         )
+
+    def _shape(self, ds: lance.LanceDataset) -> _Shape:
+        """The version's schema and indexes, read once: a version never changes, and reading
+        them again (a schema and an index list built per call) is a good part of a query's
+        own cost next to an indexed search."""
+        key = (ds.uri, ds.version)
+        shape = self._shapes.get(key)
+        if shape is None:
+            schema = ds.schema
+            indexed = {f for index in ds.describe_indices() for f in index.field_names}
+            shape = _Shape(schema, frozenset(schema.names), _plain_columns(schema), indexed)
+            with self._lock:
+                if len(self._shapes) >= SHAPE_CACHE:
+                    self._shapes.clear()
+                self._shapes[key] = shape
+        return shape
 
     def _query(self, ds: lance.LanceDataset, req: SearchCreate, dim: int) -> np.ndarray:
         given = [x for x in (req.vector, req.row_id, req.input) if x is not None]
@@ -252,7 +282,7 @@ class Searcher:
         # A dataset object of its own: create_index holds it (mutably) for the whole build,
         # and a search on a shared object meanwhile would fail ("already borrowed").
         ds = self._first_open(self.lake.path_of("datasets", name), name, None)
-        field = _vector_field(ds, req.column)
+        field = _vector_field(ds.schema, req.column)
         rows = ds.count_rows()
         partitions = req.num_partitions or max(1, min(MAX_PARTITIONS, int(np.sqrt(rows) / 2)))
         kwargs: dict[str, Any] = {"num_partitions": partitions}
@@ -314,22 +344,18 @@ def warm_after(lake: Lake, task: Task) -> None:
         log.exception("%s: warming its model for search failed", task.id)
 
 
-def _vector_field(ds: lance.LanceDataset, column: str) -> pa.Field:
-    if column not in ds.schema.names:
+def _vector_field(schema: pa.Schema, column: str) -> pa.Field:
+    if column not in schema.names:
         raise InvalidRequest(
             f"dataset has no column {column!r}: run a batch inference on it first, or name "
-            f"a vector column of {ds.schema.names}"
+            f"a vector column of {schema.names}"
         )
-    field = ds.schema.field(column)
+    field = schema.field(column)
     if not pa.types.is_fixed_size_list(field.type) or not pa.types.is_floating(
         field.type.value_type
     ):
         raise InvalidRequest(f"column {column!r} is not a vector column ({field.type})")
     return field
-
-
-def _has_index(ds: lance.LanceDataset, column: str) -> bool:
-    return any(column in index.field_names for index in ds.describe_indices())
 
 
 def _plain_columns(schema: pa.Schema) -> list[str]:
