@@ -32,6 +32,7 @@ from lakeapi.errors import DatasetNotFound, InvalidRequest, PlatformError, Versi
 from lakeapi.lakeops import IndexCreate, IndexInfo, SearchCreate, SearchHit, SearchResult
 from lakeapi.names import Ref, parse_ref, split_at
 from lakeapi.schemas import Task, TaskStatus
+from lakekit.images import decode_image
 
 # lakekit.embedding's default layer, and lakekit.batch_inference's field metadata keys (both
 # modules import torch, which a search by vector never needs).
@@ -400,8 +401,6 @@ def _image(value: Any) -> np.ndarray:
     """A (28, 28) uint8 image from what /predict takes: base64 (PNG/JPEG or 784 raw bytes),
     or 784 pixels (flat or 28x28)."""
     if isinstance(value, str):
-        from ai_platform.serving.protocol.image import decode_image
-
         return decode_image(value)
     try:
         pixels = np.asarray(value, np.float64)

@@ -94,9 +94,20 @@ def test_the_runtime_imports_neither_fastapi_nor_torch_nor_daft() -> None:
     code = (
         "import sys\n"
         "import lakekit, lakekit.progress, lakekit.models, lakekit.datasets\n"
-        "import lakekit.signature, lakekit.modelrec\n"
+        "import lakekit.signature, lakekit.modelrec, lakekit.images\n"
         "from lakekit import models, datasets, progress\n"
         "heavy = sorted(m for m in ('fastapi', 'starlette', 'torch', 'daft') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_data_platform_imports_nothing_of_the_ai_platform() -> None:
+    """The Data Platform's search decodes images with the runtime's codec, not the AI
+    Platform's: it runs where only the Data Platform is installed."""
+    code = (
+        "import sys\n"
+        "import data_platform.app, data_platform.search\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'ai_platform']\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

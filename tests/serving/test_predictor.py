@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from ai_platform.serving.predictor import Predictor
-from ai_platform.serving.protocol.image import MAX_PIXELS, decode_image, normalize
 from lakeapi.errors import InvalidRequest, ModelNotFound
+from lakekit.images import MAX_PIXELS, decode_image, normalize
 from tests.lakekit.mnist_fixture import mnist_arrays
 
 DIGITS, LABELS = mnist_arrays("test", 200)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ai_platform.serving.model_server import create_model_app
 from ai_platform.serving.protocol.dataplane import RequestLimits
-from ai_platform.serving.protocol.image import (
+from lakekit.images import (
     MAX_PIXELS,
     MAX_REQUEST_PIXELS,
     RAW_BYTES,

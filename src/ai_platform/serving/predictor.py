@@ -18,9 +18,9 @@ from typing import Any, overload
 import numpy as np
 import torch
 
-from ai_platform.serving.protocol.image import SIDE, ImageCodec
 from lakeapi.errors import InvalidRequest
 from lakekit import datasets, modelrec
+from lakekit.images import SIDE, ImageCodec
 
 Row = tuple[np.ndarray, ...]  # one batch row of every input (or output), batch dim dropped
 _INT_KINDS = "iub"

@@ -22,7 +22,6 @@ from ai_platform.serving.predictor import (
     stack_rows,
 )
 from ai_platform.serving.protocol import infer_type
-from ai_platform.serving.protocol.image import MAX_REQUEST_PIXELS
 from ai_platform.serving.protocol.v2_datamodels import (
     InferenceRequest,
     ModelMetadata,
@@ -31,6 +30,7 @@ from ai_platform.serving.protocol.v2_datamodels import (
     TensorMetadata,
 )
 from lakeapi.errors import InvalidRequest, NotFound
+from lakekit.images import MAX_REQUEST_PIXELS
 
 MAX_BATCH = 1024  # images (or rows) in one request by default, and rows in one forward pass
 PLATFORM = "pytorch_torch_export"

@@ -19,13 +19,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ai_platform.serving.protocol.dataplane import MAX_BATCH, DataPlane
-from ai_platform.serving.protocol.image import (
+from lakeapi.errors import InvalidRequest
+from lakekit.images import (
     RAW_BYTES,
     PixelBudget,
     decode_image,
     decode_raw_batch,
 )
-from lakeapi.errors import InvalidRequest
 
 __all__ = ["MAX_BATCH", "v1_router"]
 

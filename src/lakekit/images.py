@@ -6,6 +6,9 @@ light backgrounds are inverted, the ink is cropped, scaled to fit 20x20 and cent
 centre of mass in 28x28. A blank image (no ink) is still predicted: it becomes an all-black
 28x28 image, and the answer's low confidence says what it is worth; refusing it would fail a
 whole batch for one empty canvas.
+
+Model servers decode requests with it, and the Data Platform's search decodes a query image
+with it (so it lives in the runtime, which both import).
 """
 
 from __future__ import annotations
