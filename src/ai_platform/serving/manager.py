@@ -434,8 +434,13 @@ class ServingManager:
         if problem is None:
             self._update(service.id, status=ServiceStatus.RUNNING, error=None)
             return
-        self._update(service.id, status=UNHEALTHY, error=problem)
-        host, port, _ = _target(service.endpoint)
+        changes: dict[str, Any] = {"status": UNHEALTHY, "error": problem}
+        # One replica of several: the probes turn to the next one, which answers in their
+        # next round, rather than waiting seconds for Ray Serve to drop a dead replica.
+        if others := [url for url in self.backend.urls(current) if url != current.endpoint]:
+            changes.update(endpoint=others[0], port=_target(others[0])[1])
+        self._update(service.id, **changes)
+        host, port, _ = _target(current.endpoint)
         self._upstream.abort(host, port)
 
     async def predict(self, id_or_name: str, body: bytes) -> tuple[int, bytes]:
