@@ -9,11 +9,17 @@ served here through Ray Serve); the launcher starts a private local Ray and stop
 Target: the Ray Serve endpoint at >= 0.5x the bare app (issue 14); the platform route's rows
 are for comparison with Level 1.
 
+The launcher's Ray has Serve's direct ingress (``serverkit.ray_runtime.DIRECT_INGRESS_ENV``):
+the service's endpoint, what a user of it calls, is its replica's own port, and the platform
+route forwards there.
+
 2 replicas: the platform gives every service ``AIP_RAY_REPLICAS`` replicas, one number for
 the whole AI Platform, so a second platform would be needed for a second count. Instead the
 bench joins the launcher's Ray as a driver and deploys the same model with 2 replicas through
-``RayServeBackend`` (the code the AI Platform runs) beside the platform's 1-replica service,
-on the same Serve proxy; both are measured back to back. Level 3's bench has the same row on
+``RayServeBackend`` (the code the AI Platform runs) beside the platform's 1-replica service;
+both are measured back to back through Serve's proxy, the one URL that spreads requests over
+a service's replicas without the AI Platform (whose route does the same over their own
+ports). Level 3's bench has the same row on
 the S3 model; neither has a second node here, so the row shows what a second replica buys on
 one 2-core machine.
 """
@@ -48,7 +54,8 @@ def unavailable() -> str | None:
 
 def _two_replicas(ctx: Context, platform: RunningPlatform, model: str, one: str) -> Any:
     """The model with 2 replicas on the launcher's Ray and Serve; c = 32 runs against the
-    platform's 1-replica endpoint ``one``, rotated as every other target."""
+    platform's 1-replica service ``one`` (its id), both through Serve's proxy, rotated as
+    every other target."""
     from serverkit.ray_runtime import use_loopback
 
     use_loopback()  # as the AI Platform does, before ray is imported
@@ -81,7 +88,8 @@ def _two_replicas(ctx: Context, platform: RunningPlatform, model: str, one: str)
         backend.start(service, ctx.lab.logs / "bench-2r.log")
         wait_health(endpoint)
         digits = serving.test_digits(200)
-        urls = {"1r": f"{one}/predict", "2r": f"{endpoint}/predict"}
+        # place() names the app's route on Serve's proxy, for either app.
+        urls = {"1r": f"{backend.base_url}/{one}/predict", "2r": f"{endpoint}/predict"}
         serving.check_same_answers(urls, serving.b64(digits[0]))
         bodies = [json.dumps({"image": serving.b64(p)}).encode() for p in digits]
         quick = ctx.settings.quick
@@ -140,7 +148,7 @@ def run(ctx: Context) -> AreaResult:
             finally:
                 bare.stop()
             try:
-                replicas, rounds = _two_replicas(ctx, platform, model, service["endpoint"])
+                replicas, rounds = _two_replicas(ctx, platform, model, service["id"])
                 details["replicas"] = {"runs": replicas, "rounds": rounds}
             finally:
                 platform.delete_service(service["id"])
@@ -165,7 +173,7 @@ def run(ctx: Context) -> AreaResult:
             row.name = row.name.replace(serving.LABELS[key], text)
         if "latency" in row.name or labels["platform"] in row.name:
             row.target, row.status = None, "INFO"
-    note = "both replicas on this machine's one Ray node (2 cores), with the proxy"
+    note = "both replicas on this machine's one Ray node (2 cores), through Serve's proxy"
     rows += [*serving_rows, replicas_row(AREA, replicas["2r"], replicas["1r"], note)]
     # OIP binary against /predict is one server either way: Level 1's target holds. Against
     # the bare app, the Ray Serve endpoint's; the platform route's rows are for comparison.
@@ -176,9 +184,11 @@ def run(ctx: Context) -> AreaResult:
     method = (
         "the Level 1 measurements repeated with DP_RUNTIME=ray AIP_RUNTIME=ray (a private "
         "local Ray started by the launcher): trivial task as in 'overhead', single-image "
-        "predict as in 'serving' against the same bare FastAPI app; 2 replicas: the same "
+        "predict as in 'serving' against the same bare FastAPI app (the service endpoint: "
+        "its replica's own port, Serve's direct ingress); 2 replicas: the same "
         "model deployed by the bench through RayServeBackend on the launcher's Ray with 2 "
-        "replicas, against the platform's 1-replica service at c=32 (rotated); OIP and "
+        "replicas, against the platform's 1-replica service at c=32 (rotated), both through "
+        "Serve's proxy; OIP and "
         "tabular rows as in 'oip' and 'tabular' (their code), on Ray Serve. "
         f"{on_ray['oip'].method} {on_ray['tabular'].method}"
     )

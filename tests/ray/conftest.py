@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from serverkit.ray_runtime import LocalRay
-from tests.support import PlatformServers
+from tests.support import PlatformServers, free_port
 
 # Starting Ray, then the services with Ray and Serve, takes ~30-60 s on 2 cores.
 START_TIMEOUT = 180.0
@@ -43,6 +43,7 @@ def platform(
         AIP_RUNTIME="ray",
         DP_API_KEY=KEY,
         AIP_API_KEY=KEY,
+        AIP_RAY_SERVE_PORT=str(free_port()),  # Serve's proxy, beside the replicas' own ports
         **{f"DP_{k}": v for k, v in joined.items()},
         **{f"AIP_{k}": v for k, v in joined.items()},
     )

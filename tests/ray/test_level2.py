@@ -130,7 +130,9 @@ def assert_serve_tuned(head: LocalRay, service_id: str) -> None:
     assert SERVE_ENV.items() <= proxy_env.items()
 
 
-def test_ingest_train_serve_predict_on_ray(api: httpx.Client, local_ray: LocalRay):
+def test_ingest_train_serve_predict_on_ray(
+    api: httpx.Client, local_ray: LocalRay, platform: PlatformServers
+):
     ingest = api.post(
         "/api/v1/ingestion-tasks",
         json=job("l2-mnist", "pipelines/mnist_clean.py", "l2_mnist", **INGEST_PARAMS),
@@ -151,9 +153,12 @@ def test_ingest_train_serve_predict_on_ray(api: httpx.Client, local_ray: LocalRa
     assert created.status_code == 201, created.text
     service = created.json()
     assert service["status"] == "running"
-    # The endpoint is the real Ray Serve route, on Serve's port, which every service shares.
+    # The endpoint is the replica's own (Serve's direct ingress), on a port of its own, not
+    # the proxy's; the proxy's route answers too.
     endpoint = service["endpoint"]
     assert endpoint == f"http://127.0.0.1:{service['port']}/{service['id']}"
+    proxy = f"http://127.0.0.1:{platform.aip.env['AIP_RAY_SERVE_PORT']}/{service['id']}"
+    assert proxy != endpoint and httpx.get(f"{proxy}/health").status_code == 200
     other = {"name": "l2-elsewhere", "model": "l2_mlp", "port": free_port()}
     assert_error(api.post("/api/v1/inference-services", json=other), 400, "INVALID_REQUEST")
 
@@ -177,7 +182,9 @@ def test_ingest_train_serve_predict_on_ray(api: httpx.Client, local_ray: LocalRa
     assert "serving" in api.get(f"/api/v1/inference-services/{service['id']}/logs").text
 
     assert api.delete(f"/api/v1/inference-services/{service['id']}").status_code == 204
-    assert httpx.get(f"{endpoint}/health").status_code == 404  # the Serve app is gone
+    with pytest.raises(httpx.ConnectError):  # the replica is gone
+        httpx.get(f"{endpoint}/health")
+    assert httpx.get(f"{proxy}/health").status_code == 404  # and so is the Serve app
     assert_error(api.get(f"/api/v1/inference-services/{service['id']}"), 404, "SERVICE_NOT_FOUND")
 
 

@@ -2,8 +2,8 @@
 Ray Serve application per service (``ray_backend.py``).
 
 A backend places a new service (its port and endpoint), starts a server for it, tells whether
-it is alive, and stops it. The serving manager above it keeps the records and is the same for
-every backend.
+it is alive and where its replicas answer, and stops it. The serving manager above it keeps
+the records and is the same for every backend.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ class ServingBackend(ABC):
     @abstractmethod
     def stop(self, service: Service) -> None:
         """Stop the server and free its port; no-op if it is gone."""
+
+    def urls(self, service: Service) -> tuple[str, ...]:
+        """Where the service answers: one base URL per replica, the first its endpoint
+        (Level 1: the endpoint). Never blocks: predict asks; ``refresh`` brings it up to date.
+        """
+        return (service.endpoint,)
 
     def refresh(self) -> None:  # noqa: B027 - optional hook
         """Fetch the runtime's view of every server (may block: the monitor thread calls it;

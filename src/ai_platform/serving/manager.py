@@ -15,16 +15,17 @@ RPCs) run on the monitor thread, which caches what predict reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -47,6 +48,7 @@ from serverkit.upstream import UpstreamError, UpstreamPool
 
 log = logging.getLogger(__name__)
 Headers = Sequence[tuple[str, str]]
+T = TypeVar("T")
 
 MONITOR_SECONDS = 0.5
 HEALTH_POLL_SECONDS = 0.1
@@ -103,6 +105,7 @@ class ServingManager:
         self.alias_poll = alias_poll
         self._aliases: asyncio.Task[None] | None = None
         self.rolling: set[str] = set()  # names being rolled (event loop only): one roll each
+        self._turn = 0  # round robin over a service's replicas (event loop only)
         # Idle connections are dropped before uvicorn's 5 s keep-alive closes them.
         auth = [("Authorization", f"Bearer {api_key}")] if api_key else []
         self._upstream = UpstreamPool(upstream_timeout, idle_seconds=2.0, headers=auth)
@@ -321,6 +324,12 @@ class ServingManager:
             if ended is not None:
                 raise await self._failed(service, ended)
             if await self._healthy(service):
+                # Its replicas may answer on URLs of their own (Ray Serve's direct ingress),
+                # known once one runs: the endpoint moves there, and is probed there.
+                await asyncio.to_thread(self.backend.refresh)
+                if (moved := self._moved(service)) is not None:
+                    service = moved
+                    continue
                 running = service.model_copy(
                     update={"status": ServiceStatus.RUNNING, "started_at": datetime.now(UTC)}
                 )
@@ -331,6 +340,14 @@ class ServingManager:
             await asyncio.sleep(HEALTH_POLL_SECONDS)
         await asyncio.to_thread(self.backend.stop, service)
         raise await self._failed(service, f"model did not load within {self.start_timeout:g} s")
+
+    def _moved(self, service: Service) -> Service | None:
+        """The record with its endpoint on a replica that answers, if the one it names is not
+        among the backend's (a replica started again elsewhere); None if it is."""
+        urls = self.backend.urls(service)
+        if service.endpoint in urls:
+            return None
+        return service.model_copy(update={"endpoint": urls[0], "port": _target(urls[0])[1]})
 
     async def _healthy(self, service: Service) -> bool:
         try:
@@ -391,6 +408,9 @@ class ServingManager:
                 if ended is not None:
                     log.warning("%s: %s", service.id, ended)
                     self._fail(service, ended)
+                elif (moved := self._moved(service)) is not None:
+                    log.info("%s: endpoint now %s", service.id, moved.endpoint)
+                    self._update(service.id, endpoint=moved.endpoint, port=moved.port)
 
     def _ready(self, id_or_name: str) -> Service:
         service = self.get(id_or_name)
@@ -414,8 +434,13 @@ class ServingManager:
         if problem is None:
             self._update(service.id, status=ServiceStatus.RUNNING, error=None)
             return
-        self._update(service.id, status=UNHEALTHY, error=problem)
-        host, port, _ = _target(service.endpoint)
+        changes: dict[str, Any] = {"status": UNHEALTHY, "error": problem}
+        # One replica of several: the probes turn to the next one, which answers in their
+        # next round, rather than waiting seconds for Ray Serve to drop a dead replica.
+        if others := [url for url in self.backend.urls(current) if url != current.endpoint]:
+            changes.update(endpoint=others[0], port=_target(others[0])[1])
+        self._update(service.id, **changes)
+        host, port, _ = _target(current.endpoint)
         self._upstream.abort(host, port)
 
     async def predict(self, id_or_name: str, body: bytes) -> tuple[int, bytes]:
@@ -425,9 +450,23 @@ class ServingManager:
         CPU is what the platform route adds to every prediction.
         """
         service = self._ready(id_or_name)
-        host, port, path = _predict_target(service.endpoint)
+        return await self._call(
+            service,
+            lambda host, port, base: self._upstream.post(host, port, base + "/predict", body),
+        )
+
+    async def _call(self, service: Service, send: Callable[[str, int, str], Awaitable[T]]) -> T:
+        """``send`` (host, port, base path) to the service's next replica in turn; when it
+        has several and that one fails, once more to the one after: a replica may be gone
+        since the backend last looked (what is forwarded here is idempotent)."""
+        urls = self.backend.urls(service)
+        self._turn += 1
+        *spare, last = [urls[(self._turn + i) % len(urls)] for i in range(min(len(urls), 2))]
+        for endpoint in spare:
+            with contextlib.suppress(UpstreamError):
+                return await send(*_target(endpoint))
         try:
-            return await self._upstream.post(host, port, path, body)
+            return await send(*_target(last))
         except UpstreamError as exc:
             self._ready(service.id)  # a dead server is reported as such
             raise ServiceUnavailable(
@@ -445,16 +484,12 @@ class ServingManager:
             ServiceUnavailable: not running, or it did not answer (503).
         """
         service = self._ready(id_or_name)
-        host, port, base = _target(service.endpoint)
-        try:
-            return await self._upstream.request(
+        return await self._call(
+            service,
+            lambda host, port, base: self._upstream.request(
                 method, host, port, base + target, body, headers, OIP_HEADERS
-            )
-        except UpstreamError as exc:
-            self._ready(service.id)
-            raise ServiceUnavailable(
-                f"inference service '{service.name}' did not answer: {exc}"
-            ) from exc
+            ),
+        )
 
 
 # What an OIP exchange carries besides its body (the binary extension's header among them).
@@ -472,9 +507,3 @@ def _target(endpoint: str) -> tuple[str, int, str]:
     """Host, port and base path of a service endpoint (parsed once, not per request)."""
     url = urlsplit(endpoint)
     return url.hostname or "", url.port or 80, url.path.rstrip("/")
-
-
-@functools.lru_cache(maxsize=1024)
-def _predict_target(endpoint: str) -> tuple[str, int, str]:
-    host, port, base = _target(endpoint)
-    return host, port, f"{base}/predict"

@@ -2,9 +2,16 @@
 
 The application wraps Level 1's model server app (``model_server.create_model_app``) with
 ``serve.ingress``, so routes (``/health``, ``/v1/model``, ``/predict``) and the error envelope
-are identical. It is named after the service and routed at ``/{service_id}`` on Serve's one
-HTTP port, which every service shares: the endpoint is ``http://HOST:SERVE_PORT/{service_id}``.
-A request for another port is refused (400 INVALID_REQUEST), since Serve cannot bind it.
+are identical. It is named after the service and routed at ``/{service_id}``.
+
+Where it answers. Serve's proxy serves every app on one HTTP port, at
+``http://HOST:SERVE_PORT/{service_id}``. With Serve's direct ingress (on in a Ray the platform
+starts, see ``serverkit.ray_runtime.DIRECT_INGRESS_ENV``) each replica also answers on a port
+of its own, at ``http://HOST:REPLICA_PORT/{service_id}``, without the proxy's hops: once a
+replica runs, that is the service's endpoint, and the platform route spreads requests over
+all of them (``urls``). The replicas' ports come from Serve's controller (its target groups,
+as Serve's own HAProxy balancer learns them), refreshed by the manager's monitor. A service
+asks for no port of its own: one asked for is refused (400 INVALID_REQUEST).
 
 Apps are created and deleted imperatively (``serve.run``-style, one app per call), never by a
 declarative config, which would replace every application on the cluster; a lock still
@@ -21,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from ray.serve._private.common import RequestProtocol  # the target groups' protocol
 from ray.serve.context import _get_global_client  # the port of a Serve already running
 from ray.serve.schema import ApplicationStatus
 
+import ray
 from ai_platform.serving.backend import ServingBackend
 from ai_platform.settings import AIPlatformSettings
 from lakeapi.errors import InvalidRequest, PlatformError
@@ -39,6 +48,7 @@ log = logging.getLogger(__name__)
 MAX_ONGOING_REQUESTS = 256
 
 _GONE = (ApplicationStatus.NOT_STARTED, ApplicationStatus.DELETING)
+STATUS_TIMEOUT = 30.0  # seconds for the controller to list the replicas' ports
 
 
 def _load_model_app(
@@ -172,11 +182,13 @@ class RayServeBackend(ServingBackend):
         replicas: int = 1,
         replicas_per_node: int | None = None,
         serve_config: Path | None = None,
+        direct_ingress: bool = True,
     ) -> None:
         """Args beyond ``settings`` (``make_backend`` passes ``AIP_RAY_REPLICAS``,
-        ``AIP_RAY_REPLICAS_PER_NODE``, ``AIP_SERVE_CONFIG``): replicas per service, at most
-        ``replicas_per_node`` on a node, and Serve's settings file (a ``ServeDeploySchema``;
-        its ``http_options`` and ``proxy_location`` start Serve)."""
+        ``AIP_RAY_REPLICAS_PER_NODE``, ``AIP_SERVE_CONFIG``, ``AIP_RAY_DIRECT_INGRESS``):
+        replicas per service, at most ``replicas_per_node`` on a node, Serve's settings file
+        (a ``ServeDeploySchema``; its ``http_options`` and ``proxy_location`` start Serve),
+        and whether a Ray we start ourselves has Serve's direct ingress."""
         self.replicas = Replicas(
             count=replicas,
             per_node=replicas_per_node,
@@ -185,7 +197,10 @@ class RayServeBackend(ServingBackend):
             api_key=settings.api_key,
         )
         self.ray = RayConnection(
-            settings.ray_address, settings.ray_auth_token_path, namespace="lakekit-ai-platform"
+            settings.ray_address,
+            settings.ray_auth_token_path,
+            namespace="lakekit-ai-platform",
+            direct_ingress=direct_ingress,
         ).open()
         try:
             port = settings.ray_serve_port or free_port(settings.serving_host)
@@ -208,6 +223,8 @@ class RayServeBackend(ServingBackend):
         self._lock = threading.Lock()  # deploys, deletes and status fetches, one at a time
         self._apps: set[str] = set()
         self._status: dict[str, Any] = {}  # replaced whole by refresh(): read without a lock
+        self._replicas: dict[str, tuple[str, ...]] = {}  # the same: app -> replicas' URLs
+        self._controller: Any = serve_client._controller  # an actor handle
 
     def _endpoint(self, service_id: str) -> str:
         return f"{self.base_url}/{service_id}"
@@ -246,6 +263,29 @@ class RayServeBackend(ServingBackend):
 
     def _fetch_status(self) -> None:
         self._status = dict(serve.status().applications)
+        self._replicas = self._replica_urls()
+
+    def _replica_urls(self) -> dict[str, tuple[str, ...]]:
+        """The URL of every running replica that answers HTTP itself, by app (none without
+        direct ingress: then the controller's only targets are the proxies)."""
+        groups = ray.get(self._controller.get_target_groups.remote(), timeout=STATUS_TIMEOUT)
+        found: dict[str, tuple[str, ...]] = {}
+        for group in groups:
+            if group.protocol != RequestProtocol.HTTP or not group.app_name:
+                continue
+            # An app with no running replica is routed to the proxies: they are not its own.
+            urls = sorted(
+                f"http://{t.ip}:{t.port}{group.route_prefix}"
+                for t in group.targets
+                if t.port != self.port
+            )
+            if urls:
+                found[group.app_name] = tuple(urls)
+        return found
+
+    def urls(self, service: Service) -> tuple[str, ...]:
+        # Before a replica runs (and without direct ingress), the proxy's route.
+        return self._replicas.get(service.id) or (self._endpoint(service.id),)
 
     def exit_status(self, service: Service) -> str | None:
         app = self._status.get(service.id)
@@ -262,6 +302,7 @@ class RayServeBackend(ServingBackend):
             serve.delete(service.id)  # returns once the app is gone: its route answers 404
             self._apps.discard(service.id)
             self._status = {k: v for k, v in self._status.items() if k != service.id}
+            self._replicas = {k: v for k, v in self._replicas.items() if k != service.id}
 
     def reclaim(self, service: Service) -> None:
         # An app a previous AI Platform left on a cluster that outlived it.
