@@ -41,6 +41,7 @@ def make_backend(settings: AIPlatformSettings) -> ServingBackend:
             settings,
             replicas=settings.ray_replicas,
             replicas_per_node=settings.ray_replicas_per_node,
+            direct_ingress=settings.ray_direct_ingress,
             serve_config=settings.serve_config,
         )
     return LocalProcessBackend(

@@ -116,6 +116,12 @@ class AIPlatformSettings(BaseSettings):
         description="runtime=ray: at most this many replicas of a service on one node "
         "(1: one per node); unset: Ray places them.",
     )
+    ray_direct_ingress: bool = Field(
+        True,
+        description="runtime=ray, a Ray the platform starts: Ray Serve's direct ingress (each "
+        "replica answers on its own port, the endpoint; the platform route spreads requests "
+        "over the replicas). A Ray we join keeps its own setting.",
+    )
     serve_config: Path | None = Field(
         None,
         description="runtime=ray: Ray Serve's settings file (a ServeDeploySchema, YAML); "

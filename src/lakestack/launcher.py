@@ -67,6 +67,7 @@ class Platform:
             if settings.runtime == "ray" and not settings.ray_address
         ]
         self.ray: LocalRay | None = None
+        self.direct_ingress = aip.ray_direct_ingress  # Serve's direct ingress: Ray-wide
 
     def start(self, timeout: float | None = None) -> Platform:
         """Start (a Ray if needed, then) both services; each must answer within ``timeout``
@@ -74,7 +75,7 @@ class Platform:
         if timeout is None:
             timeout = 120.0 if self.ray_prefixes else 60.0
         if self.ray_prefixes:
-            self.ray = LocalRay().start()
+            self.ray = LocalRay(direct_ingress=self.direct_ingress).start()
             for prefix in self.ray_prefixes:
                 self.env[f"{prefix}RAY_ADDRESS"] = str(self.ray.address)
                 self.env[f"{prefix}RAY_AUTH_TOKEN_PATH"] = str(self.ray.token_path)
