@@ -12,12 +12,14 @@ pass runs form the next one. Passes run one at a time on a dedicated thread, so 
 keeps parsing and answering HTTP on the other core.
 
 Except quick ones: handing a pass to the thread and its answer back costs two thread wake-ups
-(tens to hundreds of microseconds, more on a busy machine), more than the whole pass of a
-small model (an 8-feature MLP: about 0.1 ms). So a lone request (nothing else queued) whose
-pass is expected, from the seconds per row passes have taken so far, to take under
-``inline_seconds`` runs on the event loop instead; the first pass, every pass expected to take
-longer, and passes under concurrent load (where the thread lets a pass overlap with parsing
-the next requests) run on the thread.
+(about 0.3 ms here when idle, more on a busy machine), more than the whole pass of a small
+model (an 8-feature MLP: about 0.1 ms) and a third of the MNIST CNN's (about 0.8 ms). A lone
+client pays it on every request. So a lone request (nothing else queued) whose pass is
+expected, from the seconds per row passes have taken so far, to take under ``inline_seconds``
+(5 ms: where the hand-over is still over 5 % of the pass) runs on the event loop instead; the
+first pass, every pass expected to take longer, and passes under concurrent load (where the
+thread lets a pass overlap with parsing the next requests) run on the thread. An inline pass
+holds the loop for at most about that long, and only when no other request was waiting.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Batcher:
     """
 
     def __init__(
-        self, forward: Forward, max_images: int = 256, inline_seconds: float = 0.001
+        self, forward: Forward, max_images: int = 256, inline_seconds: float = 0.005
     ) -> None:
         self.forward = forward
         self.max_images = max_images
