@@ -296,5 +296,8 @@ def serve(
         port=port,
         log_level=log_level,
         access_log=access_log,
+        # No proxy in front by default: X-Forwarded-* from a local process would otherwise
+        # rewrite the client's address, and the middleware costs every request.
+        proxy_headers=False,
         timeout_graceful_shutdown=grace,  # type: ignore[arg-type]  # uvicorn takes a float
     )

@@ -40,6 +40,7 @@ from prometheus_client import Gauge, Histogram
 from ai_platform.serving.batching import Batcher
 from ai_platform.serving.predictor import Runner, Signature
 from ai_platform.serving.protocol.dataplane import DataPlane, RequestLimits
+from ai_platform.serving.protocol.rest.fast_path import HotRoutes
 from ai_platform.serving.protocol.rest.v1_endpoints import MAX_BATCH, v1_router
 from ai_platform.serving.protocol.rest.v2_endpoints import v2_router
 from lakeapi.errors import PlatformError
@@ -127,6 +128,13 @@ def create_model_app(
     name = info.get("name") or os.path.basename(model_path)
     app = FastAPI(title=f"model server: {name}", version=str(info.get("version")))
     install_error_handlers(app)
+    batcher = Batcher(runner.forward, max_images=MAX_BATCH)
+    app.state.batcher = batcher
+    app.router.on_shutdown.append(batcher.close)
+    plane = DataPlane(runner, batcher, model_name or name, _server_version(), limits)
+    app.state.dataplane = plane
+    # Predictions skip the router (see fast_path); Guard, added after, still wraps them.
+    app.add_middleware(HotRoutes, plane=plane)
     app.add_middleware(
         Guard,
         api_key=api_key,
@@ -136,11 +144,6 @@ def create_model_app(
         binary_suffixes=("/infer",),  # the Open Inference Protocol's binary tensors
         oip_paths=OIP_PATHS,
     )
-    batcher = Batcher(runner.forward, max_images=MAX_BATCH)
-    app.state.batcher = batcher
-    app.router.on_shutdown.append(batcher.close)
-    plane = DataPlane(runner, batcher, model_name or name, _server_version(), limits)
-    app.state.dataplane = plane
     metadata = {**info, "device": device, "signature": _signature_json(runner.signature)}
     app.include_router(v1_router(plane, name, metadata))
     app.include_router(v2_router(plane))
@@ -233,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        proxy_headers=False,  # see serverkit.http.serve
     )
 
 

@@ -27,7 +27,7 @@ from lakekit.images import (
     decode_raw_batch,
 )
 
-__all__ = ["MAX_BATCH", "v1_router"]
+__all__ = ["MAX_BATCH", "predict_answer", "v1_router"]
 
 
 class PredictRequest(BaseModel):
@@ -93,6 +93,33 @@ def _decode_all(images: list[str], single: bool, budget: PixelBudget) -> list[np
     return decoded
 
 
+async def predict_answer(plane: DataPlane, body: bytes) -> Any:
+    """``POST /predict``'s answer to ``body``: raw pixels are decoded on the event loop
+    (microseconds), PNG/JPEG in the thread pool, and the forward pass is the batcher's.
+
+    Raises:
+        PlatformError: the body is refused (400, 413).
+    """
+    data = _body_of(body)
+    if data.get("inputs") is not None:
+        return await plane.predict_json(data["inputs"])
+    plane.image_codec()  # refuse images for a tensor model before decoding them
+    images, single = _images_of(data, plane.limits.max_rows)
+    budget = PixelBudget(plane.limits.max_pixels)
+    decoded: np.ndarray | list[np.ndarray]
+    raw = decode_raw_batch(images)
+    if raw is not None:
+        budget.take(raw.size)
+        decoded = raw
+    elif all(len(b64) == _RAW_B64 for b64 in images):
+        # Not all canonical raw pixels: one by one, for the right answer or message.
+        decoded = _decode_all(images, single, budget)
+    else:
+        decoded = await run_in_threadpool(_decode_all, images, single, budget)
+    results = await plane.predict_images(decoded)
+    return results[0] if single else {"predictions": results}
+
+
 def v1_router(plane: DataPlane, name: str, metadata: dict[str, Any]) -> APIRouter:
     """The platform's routes over ``plane``; ``metadata`` is what ``/v1/model`` answers."""
     router = APIRouter()
@@ -118,29 +145,10 @@ def v1_router(plane: DataPlane, name: str, metadata: dict[str, Any]) -> APIRoute
         }
 
     # The hot path reads the body itself rather than through a pydantic model (the schema is
-    # still documented), decodes raw pixels on the event loop (microseconds) and PNG/JPEG in
-    # the thread pool, and hands the forward pass to the batcher.
+    # still documented); ``fast_path.HotRoutes`` answers it without the router, through the
+    # same ``predict_answer``.
     @router.post("/predict", openapi_extra=_PREDICT_BODY)
     async def predict(request: Request) -> JSONResponse:
-        data = _body_of(await request.body())
-        if data.get("inputs") is not None:
-            return JSONResponse(await plane.predict_json(data["inputs"]))
-        plane.image_codec()  # refuse images for a tensor model before decoding them
-        images, single = _images_of(data, plane.limits.max_rows)
-        budget = PixelBudget(plane.limits.max_pixels)
-        decoded: np.ndarray | list[np.ndarray]
-        raw = decode_raw_batch(images)
-        if raw is not None:
-            budget.take(raw.size)
-            decoded = raw
-        elif all(len(b64) == _RAW_B64 for b64 in images):
-            # Not all canonical raw pixels: one by one, for the right answer or message.
-            decoded = _decode_all(images, single, budget)
-        else:
-            decoded = await run_in_threadpool(_decode_all, images, single, budget)
-        results = await plane.predict_images(decoded)
-        if single:
-            return JSONResponse(results[0])
-        return JSONResponse({"predictions": results})
+        return JSONResponse(await predict_answer(plane, await request.body()))
 
     return router
