@@ -12,7 +12,6 @@ How a task runs is not here: a :class:`Supervisor` per running task drives an
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections import Counter, deque
@@ -23,6 +22,7 @@ from typing import Any
 
 from data_platform import builtins, provenance, recovery, search
 from data_platform.execution import MEMORY, Execution, Executor, RunSpec
+from data_platform.follow import follow
 from data_platform.retries import RetryingSupervisor, retry_after_restart
 from data_platform.settings import DataPlatformSettings
 from data_platform.store import Lake
@@ -56,8 +56,6 @@ Points = list[dict[str, Any]]  # spelled here: inside the class, ``list`` is the
 
 HISTORY_LIMIT = 2000
 SAVE_TIMEOUT_SECONDS = 30.0
-FOLLOW_POLL_SECONDS = 0.2
-FOLLOW_CHUNK_BYTES = 1024 * 1024  # bounds one read, so each stays short
 
 
 class TaskManager:
@@ -252,25 +250,10 @@ class TaskManager:
         Raises TaskNotFound now, not once streaming has begun.
         """
         self.get(task_id)
-        return self._follow(task_id, tail)
+        return follow(self.executor.logs(task_id), lambda: self._ended(task_id), tail)
 
-    async def _follow(self, task_id: str, tail: int | None) -> AsyncIterator[bytes]:
-        # Async end to end: a follower holds no thread, only its share of the event loop.
-        source = self.executor.logs(task_id)
-        offset = 0
-        if tail is not None:
-            data, offset = await source.tail(tail)
-            if data:
-                yield data
-        while True:
-            finished = self.get(task_id).status.is_terminal()
-            data, offset = await source.read(offset, FOLLOW_CHUNK_BYTES)
-            if data:
-                yield data
-            elif finished:
-                return
-            else:
-                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+    def _ended(self, task_id: str) -> bool:
+        return self.get(task_id).status.is_terminal()
 
     # -- submit and cancel ---------------------------------------------------------------
 
