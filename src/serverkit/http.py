@@ -267,6 +267,19 @@ async def send_error(send: Any, err: PlatformError, oip: bool = False) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def read_body(receive: Any) -> bytes | None:
+    """A pure-ASGI handler's whole request body, or None if the client disconnected first
+    (or ``Guard`` answered 413 and said so)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 def quiet_request_logs(log_requests: bool) -> None:
     """One line per request (ours through uvicorn, httpx's per upstream call) buries what
     matters: off unless asked for; warnings and errors always show."""

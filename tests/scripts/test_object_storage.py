@@ -2,7 +2,7 @@
 options the platform passes in LAKEKIT_STORAGE_OPTIONS: Daft reads the CSV from the bucket,
 Lance writes the dataset and the model record there, and the record checks and loads.
 
-Uses the Level 3 groundwork's S3 fixture (``tests/level3/s3.py``); skipped until it is there.
+Uses the Level 3 tests' S3 endpoint (``tests/level3/s3.py``, ``lakestack.local_s3``).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 
 from lakekit import datasets, models
+from lakestack.local_s3 import unavailable
+from tests.level3 import s3
 from tests.scripts.test_tabular import CSV, csv_clean, tabular_mlp
-
-s3 = pytest.importorskip("tests.level3.s3", reason="the S3 fixture comes with tests/level3")
 
 
 @pytest.fixture(scope="module")
 def bucket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not s3.WEED.exists():
-        pytest.skip(f"no SeaweedFS binary at {s3.WEED}")
+    if (why := unavailable()) is not None:
+        pytest.skip(why)
     server = s3.SeaweedS3(tmp_path_factory.mktemp("s3"))
     endpoint = server.start()
     try:

@@ -26,7 +26,7 @@ from typing import Any
 
 from ai_platform.serving.manager import OIP_HEADERS
 from lakeapi.errors import PlatformError
-from serverkit.http import send_error
+from serverkit.http import read_body, send_error
 
 PREFIX = "/api/v1/inference-services"
 PREDICT_PATH = re.compile(rf"{PREFIX}/([^/]+)/predict")
@@ -62,7 +62,7 @@ class PredictFastPath:
                 await _forward_oip(scope, receive, send, oip[1], oip[2])
             return
         scope["route"] = _PREDICT_ROUTE
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return  # the client left (or Guard already answered 413)
         try:
@@ -76,7 +76,7 @@ class PredictFastPath:
 
 
 async def _forward_oip(scope: Any, receive: Any, send: Any, service: str, path: str) -> None:
-    body = await _read_body(receive)
+    body = await read_body(receive)
     if body is None:
         return
     query = scope.get("query_string", b"")
@@ -97,15 +97,3 @@ async def _forward_oip(scope: Any, receive: Any, send: Any, service: str, path: 
     out.append((b"content-length", str(len(content)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": content})
-
-
-async def _read_body(receive: Any) -> bytes | None:
-    """The whole request body, or None if the client disconnected first."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)

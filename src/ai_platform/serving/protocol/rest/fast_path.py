@@ -23,7 +23,7 @@ from ai_platform.serving.protocol.dataplane import DataPlane
 from ai_platform.serving.protocol.infer_type import HEADER_LENGTH
 from ai_platform.serving.protocol.rest.v1_endpoints import predict_answer
 from lakeapi.errors import PlatformError
-from serverkit.http import send_error
+from serverkit.http import read_body, send_error
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class HotRoutes:
         await self._infer(scope, receive, send, infer[1], infer[2])
 
     async def _predict(self, receive: Any, send: Any) -> None:
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return  # the client left (or Guard already answered 413)
         try:
@@ -78,7 +78,7 @@ class HotRoutes:
     async def _infer(
         self, scope: Any, receive: Any, send: Any, name: str, version: str | None
     ) -> None:
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return
         header_length = None
@@ -113,15 +113,3 @@ async def _answer(
     headers += extra or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
-
-
-async def _read_body(receive: Any) -> bytes | None:
-    """The whole request body, or None if the client disconnected first."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
