@@ -26,7 +26,12 @@ _ABORTED = "the server stopped answering (its health probe failed)"
 
 
 class UpstreamError(Exception):
-    """The upstream server could not be reached, or its answer was cut off or malformed."""
+    """The upstream server could not be reached, or its answer was cut off or malformed;
+    ``timed_out`` when no answer came within the pool's timeout."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class _Connection:
@@ -127,7 +132,7 @@ class UpstreamPool:
                 except _Retryable as exc:
                     raise UpstreamError(f"connection closed before an answer: {exc}") from None
         except TimeoutError:
-            raise UpstreamError(f"no answer within {self.timeout:g} s") from None
+            raise UpstreamError(f"no answer within {self.timeout:g} s", timed_out=True) from None
         except OSError as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
 
