@@ -55,6 +55,16 @@ def _host_name(host: bytes) -> str:
     return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
 
 
+def app_path(scope: Any) -> str:
+    """The request's path within the app: without the prefix it is mounted under (a Ray
+    Serve application's route, ``/<service id>``)."""
+    path: str = scope["path"]
+    root = scope.get("root_path") or ""
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
+
+
 def _in_process(scope: Any) -> bool:
     """Starlette's TestClient calls the app with no socket (its client is ``testclient``, an
     address no socket has): no browser is involved, whatever Host it names."""
@@ -170,12 +180,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or ())
-        path = scope["path"]
-        # Mounted under a prefix (a Ray Serve application's route, /<service id>): the paths
-        # this guard names are the app's own.
-        root = scope.get("root_path") or ""
-        if root and path.startswith(root):
-            path = path[len(root) :] or "/"
+        path = app_path(scope)  # the paths this guard names are the app's own
         refusal = self._refusal(scope, headers, path)
         if refusal is not None:
             await send_error(send, refusal, self._oip(path))

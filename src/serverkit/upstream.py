@@ -17,12 +17,22 @@ they fail now rather than at their deadline.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Collection, Sequence
+from urllib.parse import urlsplit
 
 _MAX_HEAD = 64 * 1024
 _ABORTED = "the server stopped answering (its health probe failed)"
+
+
+@functools.lru_cache(maxsize=1024)
+def split_endpoint(endpoint: str) -> tuple[str, int, str]:
+    """Host, port and base path of an ``http://`` endpoint (parsed once per endpoint, not
+    once per request)."""
+    url = urlsplit(endpoint)
+    return url.hostname or "", url.port or 80, url.path.rstrip("/")
 
 
 class UpstreamError(Exception):

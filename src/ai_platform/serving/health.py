@@ -16,10 +16,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from lakeapi.schemas import Service, ServiceStatus
-from serverkit.upstream import UpstreamError, UpstreamPool
+from serverkit.upstream import UpstreamError, UpstreamPool, split_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +100,9 @@ class HealthProber:
             self._verdict(service, problem)
 
     async def _probe(self, service: Service) -> str | None:
-        url = urlsplit(service.endpoint or "")
-        path = url.path.rstrip("/") + "/health"
+        host, port, base = split_endpoint(service.endpoint or "")
         try:
-            status, _, _ = await self._http.request("GET", url.hostname or "", url.port or 80, path)
+            status, _, _ = await self._http.request("GET", host, port, base + "/health")
         except UpstreamError as exc:
             if exc.timed_out:
                 return f"no answer to its health probe within {self.policy.timeout:g} s"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import re
 import threading
@@ -26,7 +25,6 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,7 +42,7 @@ from lakeapi.names import new_id, pinned_uri
 from lakeapi.schemas import Service, ServiceCreate, ServiceStatus
 from lakekit.models import check_model_record
 from serverkit.recordstore import RecordTable, RecordWriter
-from serverkit.upstream import UpstreamError, UpstreamPool
+from serverkit.upstream import UpstreamError, UpstreamPool, split_endpoint
 
 log = logging.getLogger(__name__)
 Headers = Sequence[tuple[str, str]]
@@ -347,7 +345,7 @@ class ServingManager:
         urls = self.backend.urls(service)
         if service.endpoint in urls:
             return None
-        return service.model_copy(update={"endpoint": urls[0], "port": _target(urls[0])[1]})
+        return service.model_copy(update={"endpoint": urls[0], "port": split_endpoint(urls[0])[1]})
 
     async def _healthy(self, service: Service) -> bool:
         try:
@@ -438,9 +436,9 @@ class ServingManager:
         # One replica of several: the probes turn to the next one, which answers in their
         # next round, rather than waiting seconds for Ray Serve to drop a dead replica.
         if others := [url for url in self.backend.urls(current) if url != current.endpoint]:
-            changes.update(endpoint=others[0], port=_target(others[0])[1])
+            changes.update(endpoint=others[0], port=split_endpoint(others[0])[1])
         self._update(service.id, **changes)
-        host, port, _ = _target(current.endpoint)
+        host, port, _ = split_endpoint(current.endpoint)
         self._upstream.abort(host, port)
 
     async def predict(self, id_or_name: str, body: bytes) -> tuple[int, bytes]:
@@ -464,9 +462,9 @@ class ServingManager:
         *spare, last = [urls[(self._turn + i) % len(urls)] for i in range(min(len(urls), 2))]
         for endpoint in spare:
             with contextlib.suppress(UpstreamError):
-                return await send(*_target(endpoint))
+                return await send(*split_endpoint(endpoint))
         try:
-            return await send(*_target(last))
+            return await send(*split_endpoint(last))
         except UpstreamError as exc:
             self._ready(service.id)  # a dead server is reported as such
             raise ServiceUnavailable(
@@ -500,10 +498,3 @@ def _survival(service: Service) -> tuple[bool, datetime]:
     """Of two records of one name, the one to keep sorts last: running, then started last."""
     started = service.started_at or datetime.min.replace(tzinfo=UTC)
     return service.status is ServiceStatus.RUNNING, started
-
-
-@functools.lru_cache(maxsize=1024)
-def _target(endpoint: str) -> tuple[str, int, str]:
-    """Host, port and base path of a service endpoint (parsed once, not per request)."""
-    url = urlsplit(endpoint)
-    return url.hostname or "", url.port or 80, url.path.rstrip("/")

@@ -23,7 +23,7 @@ from ai_platform.serving.protocol.dataplane import DataPlane
 from ai_platform.serving.protocol.infer_type import HEADER_LENGTH
 from ai_platform.serving.protocol.rest.v1_endpoints import predict_answer
 from lakeapi.errors import PlatformError
-from serverkit.http import read_body, send_error
+from serverkit.http import app_path, read_body, send_error
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,7 @@ class HotRoutes:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        root = scope.get("root_path") or ""  # mounted under a prefix (a Ray Serve route)
-        if root and path.startswith(root):
-            path = path[len(root) :] or "/"
+        path = app_path(scope)
         if path == "/predict":
             scope["route"] = _PREDICT_ROUTE
             await self._predict(receive, send)
